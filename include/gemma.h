@@ -1,0 +1,141 @@
+/* gemma.c public API: load a Gemma checkpoint (Hugging Face directory), run it on the CPU, tokenize and
+ * format chat turns. All handles are opaque; every call that can fail returns gm_status and leaves a
+ * message in gm_last_error() naming the file and the fault. Nothing here calls exit() or abort(). */
+#ifndef GEMMA_H
+#define GEMMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+typedef int gm_status;
+enum {
+    GM_OK = 0,
+    GM_ERR_IO = 1,          /* a file could not be opened, read or written */
+    GM_ERR_FORMAT = 2,      /* a file's contents are malformed or inconsistent */
+    GM_ERR_ARG = 3,         /* a caller's argument is invalid (bad id, prompt past the context...) */
+    GM_ERR_NOMEM = 4,       /* an allocation failed */
+    GM_ERR_UNSUPPORTED = 5, /* well-formed but not supported (unknown dtype, architecture) */
+};
+
+/* The message of the last failure on this thread ("no error" if none). */
+const char *gm_last_error(void);
+void gm_clear_error(void);
+
+/* ---- model ------------------------------------------------------------------------------------- */
+
+typedef struct gm_model gm_model;
+typedef struct gm_session gm_session;
+
+typedef struct gm_config {
+    int vocab_size;
+    int hidden_size;     /* d */
+    int n_layers;
+    int n_heads;         /* query heads */
+    int n_kv_heads;      /* 1 = multi-query, n_heads = multi-head, otherwise grouped-query */
+    int head_dim;
+    int ffn_size;        /* per gate/up projection */
+    int max_pos;         /* context window */
+    float rms_eps;
+    float rope_theta;
+    float query_scale;   /* 1/sqrt(query_pre_attn_scalar or head_dim) */
+    float embed_scale;   /* sqrt(d) rounded to the checkpoint's activation dtype */
+    int bos_id, eos_id, pad_id;
+} gm_config;
+
+typedef struct gm_load_options {
+    int use_mmap;   /* 1: map the files and use weights in place where possible; 0: read into memory */
+    int verbose;    /* 1: progress on stderr while loading */
+} gm_load_options;
+
+/* Default options: read into memory (measured faster than mmap here, see bench/RESULTS.md). */
+gm_load_options gm_load_options_default(void);
+
+/* Load a Hugging Face model directory (config.json + model.safetensors or sharded safetensors). */
+gm_status gm_model_load(const char *dir, const gm_load_options *opt, gm_model **out);
+/* Build a model with random weights and a named preset's exact shapes ("gemma-2b", "gemma-7b", ...). */
+gm_status gm_model_random(const char *preset, const char *dtype, uint64_t seed, gm_model **out);
+void gm_model_free(gm_model *m);
+const gm_config *gm_model_config(const gm_model *m);
+/* Total parameter count and bytes of weight storage. */
+uint64_t gm_model_n_params(const gm_model *m);
+uint64_t gm_model_weight_bytes(const gm_model *m);
+/* Iterate over tensors for `gemma info`: returns 0 past the end. */
+int gm_model_tensor_info(const gm_model *m, int i, const char **name, const char **dtype, int *ndim,
+                         int64_t shape[4]);
+
+/* A session owns the KV cache and activations for one sequence of up to n_ctx tokens. */
+gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out);
+void gm_session_free(gm_session *s);
+void gm_session_reset(gm_session *s);
+int gm_session_pos(const gm_session *s);
+int gm_session_n_ctx(const gm_session *s);
+/* Run n tokens through the model at the current position (batched prefill when n > 1).
+ * If all_logits is non-NULL it receives [n, vocab] logits; the last position's logits are always
+ * available from gm_session_logits(). Fails (GM_ERR_ARG) if pos + n exceeds the context. */
+gm_status gm_session_eval(gm_session *s, const int32_t *ids, int n, float *all_logits);
+const float *gm_session_logits(const gm_session *s);
+
+/* ---- sampling ---------------------------------------------------------------------------------- */
+
+typedef struct gm_sampler_params {
+    float temperature; /* 0 = greedy */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    uint64_t seed;
+} gm_sampler_params;
+
+typedef struct gm_sampler gm_sampler;
+gm_status gm_sampler_new(const gm_sampler_params *p, int vocab_size, gm_sampler **out);
+void gm_sampler_free(gm_sampler *s);
+int32_t gm_sampler_sample(gm_sampler *s, const float *logits);
+
+/* ---- tokenizer --------------------------------------------------------------------------------- */
+
+typedef struct gm_tokenizer gm_tokenizer;
+
+enum {
+    GM_TOK_ADD_BOS = 1,       /* prepend <bos> */
+    GM_TOK_PARSE_SPECIAL = 2, /* text such as "<start_of_turn>" or "<bos>" becomes its control id */
+};
+
+/* Load tokenizer.model (SentencePiece protobuf) or tokenizer.json (Hugging Face), chosen by content. */
+gm_status gm_tokenizer_load(const char *path, gm_tokenizer **out);
+/* Load from a model directory: tokenizer.model if present, else tokenizer.json. */
+gm_status gm_tokenizer_load_dir(const char *dir, gm_tokenizer **out);
+void gm_tokenizer_free(gm_tokenizer *t);
+int gm_tokenizer_vocab_size(const gm_tokenizer *t);
+/* Id of a piece given by its exact text ("<end_of_turn>"), or -1. */
+int32_t gm_tokenizer_piece_id(const gm_tokenizer *t, const char *piece);
+int32_t gm_tokenizer_bos(const gm_tokenizer *t);
+int32_t gm_tokenizer_eos(const gm_tokenizer *t);
+/* Encode UTF-8 text (invalid UTF-8 is GM_ERR_ARG). *ids is malloc'd; the caller frees it. */
+gm_status gm_tokenizer_encode(const gm_tokenizer *t, const char *text, size_t len, int flags, int32_t **ids,
+                              size_t *n_ids);
+/* Decode ids to UTF-8 text (byte tokens reassembled, '▁' back to ' '). *text is malloc'd, NUL-terminated. */
+gm_status gm_tokenizer_decode(const gm_tokenizer *t, const int32_t *ids, size_t n_ids, char **text, size_t *len);
+/* The bytes one token contributes to decoded text (control tokens contribute nothing).
+ * Writes at most cap bytes and returns the full length. */
+size_t gm_tokenizer_token_bytes(const gm_tokenizer *t, int32_t id, char *buf, size_t cap);
+
+/* ---- chat format ------------------------------------------------------------------------------- */
+
+typedef struct gm_chat_message {
+    const char *role;    /* "user", "model" (or "assistant"), "system" */
+    const char *content;
+} gm_chat_message;
+
+/* Render a conversation in Gemma's turn format (starts with "<bos>"; with add_generation_prompt ends with
+ * "<start_of_turn>model\n"). A leading system message is folded into the first user turn. *out is malloc'd. */
+gm_status gm_chat_format(const gm_chat_message *msgs, size_t n, int add_generation_prompt, char **out,
+                         size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

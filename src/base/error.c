@@ -1,0 +1,31 @@
+/* Thread-local last-error message (see error.h). */
+#include "base/error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char g_msg[1024];
+
+const char *gm_last_error(void) { return g_msg[0] ? g_msg : "no error"; }
+
+void gm_clear_error(void) { g_msg[0] = 0; }
+
+gm_status gm_fail(gm_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_msg, sizeof g_msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+gm_status gm_fail_prefix(gm_status code, const char *fmt, ...) {
+    char old[sizeof g_msg], pre[512];
+    memcpy(old, g_msg, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    snprintf(g_msg, sizeof g_msg, "%s%s", pre, old);
+    return code;
+}
