@@ -1,0 +1,45 @@
+/* Shared pieces of the `gemma` command-line program: one file per subcommand (cmd_NAME.c defines
+ * cmd_NAME), exit codes 0 = ok, 1 = runtime error, 2 = usage error. */
+#ifndef GM_CLI_H
+#define GM_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gemma.h"
+
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
+
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+
+/* Print "gemma CMD: message" to stderr and return CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Print "gemma CMD: " + gm_last_error() to stderr and return CLI_RUNTIME. */
+int cli_fail(const char *cmd);
+/* Parse helpers: return 1 on success, 0 if the text is not a valid number in range. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+int cli_parse_float(const char *s, double *out);
+/* Parse "2,651,1234" or "[2, 651]" into a malloc'd id array; 0 on syntax error. */
+int cli_parse_ids(const char *s, int32_t **ids, size_t *n);
+/* Read a whole file into a malloc'd NUL-terminated buffer; GM_ERR_IO naming the file on failure. */
+gm_status cli_read_file(const char *path, char **data, size_t *len);
+/* Load a model directory, printing progress to stderr unless quiet. */
+gm_status cli_load_model(const char *dir, int use_mmap, int quiet, gm_model **m);
+/* Load the tokenizer files of a model directory; *tok = NULL (and GM_OK) when it has none. */
+gm_status cli_load_tokenizer_opt(const char *dir, gm_tokenizer **tok);
+/* Monotonic time in seconds. */
+double cli_now(void);
+/* Default thread count: the number of online CPUs. */
+int cli_default_threads(void);
+
+#endif

@@ -1,0 +1,131 @@
+/* `gemma bench`: prefill (ppN) and decode (tgN) speed in tokens/s with mean ± sd over repetitions, as a
+ * llama-bench-style table, plus peak resident memory. Works on a checkpoint or a random preset model. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "cli/cli.h"
+
+static const char *HELP =
+    "usage: gemma bench (-m MODEL_DIR | --random PRESET [--dtype bf16|f16|f32]) [options]\n"
+    "  -p, --n-prompt LIST  prefill sizes (default 128,512)\n"
+    "  -n, --n-gen LIST     decode lengths (default 64,128)\n"
+    "  -r, --reps N         repetitions per test (default 3)\n"
+    "  -t, --threads LIST   thread counts (default: all cores)\n"
+    "  --mmap               map the checkpoint instead of reading it into memory\n"
+    "presets: gemma-2b, gemma-7b, tiny (exact shapes of the published configs)\n";
+
+static int parse_list(const char *s, long *out, int max) {
+    int n = 0;
+    const char *p = s;
+    while (*p && n < max) {
+        char buf[32];
+        size_t k = strcspn(p, ",");
+        if (k == 0 || k >= sizeof buf) return 0;
+        memcpy(buf, p, k);
+        buf[k] = 0;
+        if (!cli_parse_int(buf, 1, 1 << 20, &out[n])) return 0;
+        n++;
+        p += k;
+        if (*p == ',') p++;
+    }
+    return *p ? 0 : n;
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static int32_t rand_id(int vocab) {
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (int32_t)(rng_state % (uint64_t)vocab);
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *C = "bench", *model = NULL, *preset = NULL, *dtype = "bf16";
+    long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3;
+    int n_pp = 2, n_tg = 2, n_th = 1, use_mmap = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return CLI_OK; }
+        if (!strcmp(a, "--mmap")) { use_mmap = 1; continue; }
+        if (!v) return cli_usage(C, "unknown option or missing value '%s'", a);
+        i++;
+        int ok = 1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--random")) preset = v;
+        else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) ok = (n_pp = parse_list(v, pp, 16)) > 0 || !strcmp(v, "0");
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) ok = (n_tg = parse_list(v, tg, 16)) > 0 || !strcmp(v, "0");
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = (n_th = parse_list(v, th, 16)) > 0;
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) ok = cli_parse_int(v, 1, 1000, &reps);
+        else return cli_usage(C, "unknown option '%s'", a);
+        if (!ok) return cli_usage(C, "bad value for %s: '%s'", a, v);
+    }
+    if (!model == !preset) return cli_usage(C, "give exactly one of -m MODEL_DIR or --random PRESET");
+    gm_model *m = NULL;
+    double t0 = cli_now();
+    if (preset) {
+        fprintf(stderr, "building random %s model (%s)...\n", preset, dtype);
+        if (gm_model_random(preset, dtype, 1234, &m)) return cli_fail(C);
+    } else if (cli_load_model(model, use_mmap, 0, &m)) {
+        return cli_fail(C);
+    }
+    fprintf(stderr, "ready in %.1f s\n", cli_now() - t0);
+    const gm_config *c = gm_model_config(m);
+    long max_len = 1;
+    for (int i = 0; i < n_pp; i++) if (pp[i] > max_len) max_len = pp[i];
+    for (int i = 0; i < n_tg; i++) if (tg[i] > max_len) max_len = tg[i];
+    if (max_len > c->max_pos) {
+        gm_model_free(m);
+        fprintf(stderr, "gemma bench: error: a test of %ld tokens exceeds the context of %d\n", max_len, c->max_pos);
+        return CLI_RUNTIME;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)max_len);
+    if (!ids) { gm_model_free(m); return CLI_RUNTIME; }
+    char label[64];
+    snprintf(label, sizeof label, "%s %s", preset ? preset : "gemma", preset ? dtype : "");
+    printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "model", "size", "params", "threads", "test", "t/s");
+    printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "------------------", "---------", "--------", "-------", "-------",
+           "----------------");
+    int rc = CLI_OK;
+    for (int ti = 0; ti < n_th && rc == CLI_OK; ti++) {
+        gm_session *s = NULL;
+        if (gm_session_new(m, (int)max_len, (int)th[ti], &s)) { rc = cli_fail(C); break; }
+        for (int kind = 0; kind < 2 && rc == CLI_OK; kind++) {
+            int n_tests = kind == 0 ? n_pp : n_tg;
+            for (int k = 0; k < n_tests && rc == CLI_OK; k++) {
+                long len = kind == 0 ? pp[k] : tg[k];
+                if (kind == 0 && n_pp == 0) break;
+                double sum = 0, sum2 = 0;
+                for (long r = -1; r < reps; r++) { /* r = -1 is a warm-up run */
+                    for (long i = 0; i < len; i++) ids[i] = rand_id(c->vocab_size);
+                    gm_session_reset(s);
+                    double a = cli_now();
+                    gm_status st = GM_OK;
+                    if (kind == 0) st = gm_session_eval(s, ids, (int)len, NULL);
+                    else for (long i = 0; i < len && !st; i++) st = gm_session_eval(s, &ids[i], 1, NULL);
+                    double dt = cli_now() - a;
+                    if (st) { rc = cli_fail(C); break; }
+                    if (r < 0) continue;
+                    double tps = (double)len / dt;
+                    sum += tps, sum2 += tps * tps;
+                }
+                if (rc != CLI_OK) break;
+                double mean = sum / (double)reps, var = sum2 / (double)reps - mean * mean;
+                char test[16];
+                snprintf(test, sizeof test, "%s%ld", kind == 0 ? "pp" : "tg", len);
+                printf("| %-18s | %6.2f GB | %6.2f B | %7ld | %7s | %7.2f ± %6.2f |\n", label,
+                       (double)gm_model_weight_bytes(m) / 1e9, (double)gm_model_n_params(m) / 1e9, th[ti], test, mean,
+                       var > 0 ? sqrt(var) : 0.0);
+                fflush(stdout);
+            }
+        }
+        gm_session_free(s);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak RSS %.2f GB\n", (double)ru.ru_maxrss * 1024.0 / 1e9);
+    free(ids);
+    gm_model_free(m);
+    return rc;
+}
