@@ -152,6 +152,7 @@ int cmd_generate(int argc, char **argv) {
     gm_status st = gm_generate(s, smp, tok, prompt_ids, n_prompt, &gp, on_token, &o, &n_out, &stopped);
     double dt = cli_now() - t0;
     if (o.print_text) fputc('\n', stdout);
+    fflush(stdout); /* before the stderr summary, so the two don't interleave */
     if (!o.print_text) {
         fputc('[', stdout);
         for (int i = 0; i < o.n; i++) printf(i ? ", %d" : "%d", o.ids[i]);

@@ -149,8 +149,8 @@ gm_status cli_load_model(const char *dir, int use_mmap, int quiet, gm_model **m)
     gm_status st = gm_model_load(dir, &o, m);
     if (st) return st;
     if (!quiet)
-        fprintf(stderr, "loaded %.2f B parameters, %.2f GB of weights in %.2f s\n", (double)gm_model_n_params(*m) / 1e9,
-                (double)gm_model_weight_bytes(*m) / 1e9, cli_now() - t0);
+        fprintf(stderr, "loaded %.1f M parameters, %.1f MB of weights in %.2f s\n", (double)gm_model_n_params(*m) / 1e6,
+                (double)gm_model_weight_bytes(*m) / 1e6, cli_now() - t0);
     return GM_OK;
 }
 
