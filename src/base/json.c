@@ -120,7 +120,8 @@ static gm_status parse_string(parser *ps, const char **out, size_t *out_len) {
     const char *q = ps->p;
     int has_escape = 0;
     while (q < ps->end && *q != '"') {
-        if (*q == '\\') { has_escape = 1; q++; }
+        /* A trailing backslash must not step q two past the end (pointer arithmetic past the buffer is UB). */
+        if (*q == '\\') { has_escape = 1; if (++q >= ps->end) break; }
         q++;
     }
     if (q >= ps->end) return perr(ps, "unterminated string");

@@ -153,12 +153,12 @@ int cmd_generate(int argc, char **argv) {
     double dt = cli_now() - t0;
     if (o.print_text) fputc('\n', stdout);
     fflush(stdout); /* before the stderr summary, so the two don't interleave */
+    if (st) goto fail;
     if (!o.print_text) {
         fputc('[', stdout);
         for (int i = 0; i < o.n; i++) printf(i ? ", %d" : "%d", o.ids[i]);
         fputs("]\n", stdout);
     }
-    if (st) goto fail;
     if (!quiet)
         fprintf(stderr, "%zu prompt tokens, %d generated in %.2f s (%.2f tokens/s)%s\n", n_prompt, n_out, dt,
                 dt > 0 ? (double)(n_prompt + (size_t)n_out) / dt : 0.0, stopped ? ", stopped at end of turn" : "");

@@ -117,14 +117,21 @@ static gm_status parse(gm_st_file *f, const unsigned char *base, size_t size, co
     if (!sorted) return gm_fail(GM_ERR_NOMEM, "%s: out of memory", what);
     memcpy(sorted, f->tensors, f->n * sizeof *sorted);
     qsort(sorted, f->n, sizeof *sorted, cmp_by_offset);
-    for (size_t i = 1; i < f->n; i++) {
-        const unsigned char *prev_end = (const unsigned char *)sorted[i - 1].data + sorted[i - 1].nbytes;
-        if ((const unsigned char *)sorted[i].data < prev_end && sorted[i].nbytes && sorted[i - 1].nbytes) {
+    /* Compare each tensor with the non-empty one before it in offset order (not merely its neighbour:
+     * an empty tensor between two overlapping ones must not hide the overlap). */
+    const gm_st_tensor *prev = NULL;
+    for (size_t i = 0; i < f->n; i++) {
+        if (!sorted[i].nbytes) continue;
+        if (prev && (const unsigned char *)sorted[i].data < (const unsigned char *)prev->data + prev->nbytes) {
             gm_status s2 = gm_fail(GM_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap in the file", what,
-                                   sorted[i - 1].name, sorted[i].name);
+                                   prev->name, sorted[i].name);
             free(sorted);
             return s2;
         }
+        /* Sorted by start, so the furthest-reaching earlier tensor is the one to keep comparing with. */
+        if (!prev || (const unsigned char *)sorted[i].data + sorted[i].nbytes >
+                         (const unsigned char *)prev->data + prev->nbytes)
+            prev = &sorted[i];
     }
     free(sorted);
     /* Kernels read elements through typed pointers: give misaligned tensors an aligned copy. */

@@ -61,6 +61,10 @@ gm_status gm_config_from_json(const gm_json *root, const char *what, gm_config *
     if ((st = get_pos_int(root, what, "num_key_value_heads", 0, 1, 4096, &c->n_kv_heads))) return st;
     c->head_dim = c->hidden_size / c->n_heads;
     if ((st = get_pos_int(root, what, "head_dim", 0, 2, 65536, &c->head_dim))) return st;
+    /* The default (hidden_size / heads) bypasses the range check above: 0 would make query_scale infinite. */
+    if (c->head_dim < 2)
+        return gm_fail(GM_ERR_FORMAT, "%s: head_dim %d (hidden_size / num_attention_heads, as head_dim is absent) must be at least 2",
+                       what, c->head_dim);
     if ((st = get_pos_int(root, what, "intermediate_size", 1, 1, MAX_DIM, &c->ffn_size))) return st;
     c->max_pos = 8192;
     if ((st = get_pos_int(root, what, "max_position_embeddings", 0, 1, MAX_POS, &c->max_pos))) return st;
