@@ -117,7 +117,9 @@ int32_t gm_tokenizer_eos(const gm_tokenizer *t);
 /* Encode UTF-8 text (invalid UTF-8 is GM_ERR_ARG). *ids is malloc'd; the caller frees it. */
 gm_status gm_tokenizer_encode(const gm_tokenizer *t, const char *text, size_t len, int flags, int32_t **ids,
                               size_t *n_ids);
-/* Decode ids to UTF-8 text (byte tokens reassembled, '▁' back to ' '). *text is malloc'd, NUL-terminated. */
+/* Decode ids to text (byte tokens reassembled, '▁' back to ' ', control tokens dropped). Byte tokens that
+ * do not form valid UTF-8 are returned as the raw bytes (SentencePiece substitutes U+FFFD), so decoding
+ * token by token and all at once agree. *text is malloc'd, NUL-terminated. */
 gm_status gm_tokenizer_decode(const gm_tokenizer *t, const int32_t *ids, size_t n_ids, char **text, size_t *len);
 /* The bytes one token contributes to decoded text (control tokens contribute nothing).
  * Writes at most cap bytes and returns the full length. */
@@ -131,7 +133,10 @@ typedef struct gm_chat_message {
 } gm_chat_message;
 
 /* Render a conversation in Gemma's turn format (starts with "<bos>"; with add_generation_prompt ends with
- * "<start_of_turn>model\n"). A leading system message is folded into the first user turn. *out is malloc'd. */
+ * "<start_of_turn>model\n"). Content is trimmed like the official template's |trim; a leading system
+ * message is folded, untrimmed, into the first user turn as system + "\n\n" + user. Roles must alternate
+ * user/model (GM_ERR_ARG otherwise). Encode the result with GM_TOK_PARSE_SPECIAL and without
+ * GM_TOK_ADD_BOS. *out is malloc'd. */
 gm_status gm_chat_format(const gm_chat_message *msgs, size_t n, int add_generation_prompt, char **out,
                          size_t *len);
 
