@@ -32,6 +32,8 @@ void gm_clear_error(void);
 typedef struct gm_model gm_model;
 typedef struct gm_session gm_session;
 
+#define GM_MAX_LAYERS 256
+
 typedef struct gm_config {
     int vocab_size;
     int hidden_size;     /* d */
@@ -46,6 +48,17 @@ typedef struct gm_config {
     float query_scale;   /* 1/sqrt(query_pre_attn_scalar or head_dim) */
     float embed_scale;   /* sqrt(d) rounded to the checkpoint's activation dtype */
     int bos_id, eos_id, pad_id;
+    /* Gemma 2 / 3 (family 1 = Gemma 1) */
+    int family;
+    float attn_softcap;   /* s = cap * tanh(s / cap) on attention scores; 0 = none */
+    float final_softcap;  /* the same on the output logits; 0 = none */
+    int sliding_window;   /* keys a local layer's query sees, itself included; 0 = none */
+    float rope_local_theta; /* RoPE base of local (sliding) layers */
+    float rope_scale;     /* linear RoPE scaling of global layers (positions / factor); 1 = none */
+    int qk_norm;          /* per-head RMSNorm on q and k (Gemma 3) */
+    int sandwich_norms;   /* post-attention and post-FFN norms (Gemma 2 / 3) */
+    int lm_prefix;        /* weights named language_model.model.* (multimodal Gemma 3 checkpoints) */
+    unsigned char layer_global[GM_MAX_LAYERS]; /* 1: full attention, 0: sliding window */
 } gm_config;
 
 typedef struct gm_load_options {
@@ -75,6 +88,8 @@ void gm_session_free(gm_session *s);
 void gm_session_reset(gm_session *s);
 int gm_session_pos(const gm_session *s);
 int gm_session_n_ctx(const gm_session *s);
+/* Bytes held by the KV cache (sliding-window layers keep only a ring of recent positions). */
+size_t gm_session_cache_bytes(const gm_session *s);
 /* Run n tokens through the model at the current position (batched prefill when n > 1).
  * If all_logits is non-NULL it receives [n, vocab] logits; the last position's logits are always
  * available from gm_session_logits(). Fails (GM_ERR_ARG) if pos + n exceeds the context. */

@@ -1,6 +1,9 @@
-/* The Gemma 1 forward pass over a session (KV cache + activations). A prompt goes through in chunks of
- * up to GM_BATCH tokens so every projection is a matrix-matrix product (batched prefill); decoding is the
- * same code with one token. All activations are f32 (f16 overflows on Gemma); weights stay as stored. */
+/* The Gemma 1/2/3 forward pass over a session (KV cache + activations). A prompt goes through in chunks
+ * of up to GM_BATCH tokens so every projection is a matrix-matrix product (batched prefill); decoding is
+ * the same code with one token. All activations are f32 (f16 overflows on Gemma); weights stay as stored.
+ * Sliding-window layers keep only a ring of W + batch - 1 positions: enough for every query of a chunk
+ * to see its W keys while the chunk's own keys are being written, so long contexts cost memory only in
+ * the few global layers. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,19 +11,23 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "model/model.h"
+#include "model/session.h"
 #include "tensor/matmul.h"
 
-#define GM_BATCH 128
+#define GM_BATCH 128 /* default chunk of prompt tokens per pass */
 
 struct gm_session {
     gm_model *m;
     gm_pool *pool;
-    int n_ctx, pos;
+    int n_ctx, pos, batch;
     /* activations for one chunk: [GM_BATCH, width] */
     float *x, *xn, *q, *k, *v, *att, *proj, *gate, *up;
     float *logits;           /* [vocab]: the last position's logits */
-    float *kcache, *vcache;  /* [layers][n_ctx][n_kv_heads * head_dim] */
-    float *rope_cos, *rope_sin; /* [n_ctx][head_dim / 2] */
+    float *kcache, *vcache;  /* per layer [ring][n_kv_heads * head_dim], at layer_off[l] */
+    size_t *layer_off;       /* offset of layer l's cache, in floats */
+    int *layer_ring;         /* positions layer l keeps: n_ctx (global) or W + batch - 1 (sliding) */
+    size_t cache_floats;
+    float *rope_cos, *rope_sin; /* [2][n_ctx][head_dim / 2]: table 0 local layers, table 1 global layers */
     float *scores;           /* [workers][n_ctx] attention scratch */
     int have_logits;
 };
@@ -37,11 +44,18 @@ void gm_session_free(gm_session *s) {
     float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up, s->logits,
                      s->kcache, s->vcache, s->rope_cos, s->rope_sin, s->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s->layer_off);
+    free(s->layer_ring);
     free(s);
 }
 
 gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out) {
+    return gm_session_new_batched(m, n_ctx, n_threads, GM_BATCH, out);
+}
+
+gm_status gm_session_new_batched(gm_model *m, int n_ctx, int n_threads, int batch, gm_session **out) {
     *out = NULL;
+    if (batch < 1 || batch > 4096) return gm_fail(GM_ERR_ARG, "batch size %d is outside 1..4096", batch);
     const gm_config *c = &m->cfg;
     if (n_ctx <= 0 || n_ctx > c->max_pos)
         return gm_fail(GM_ERR_ARG, "context size %d is outside 1..%d (the model's max_position_embeddings)", n_ctx,
@@ -51,16 +65,32 @@ gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out
     if (!s) return gm_fail(GM_ERR_NOMEM, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
+    s->batch = batch;
     s->pool = gm_pool_new(n_threads);
-    size_t B = GM_BATCH, d = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
+    size_t B = (size_t)batch, d = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->ffn_size, half = (size_t)c->head_dim / 2;
-    size_t cache = (size_t)c->n_layers * (size_t)n_ctx * kvd;
+    s->layer_off = calloc((size_t)c->n_layers, sizeof *s->layer_off);
+    s->layer_ring = calloc((size_t)c->n_layers, sizeof *s->layer_ring);
+    if (!s->layer_off || !s->layer_ring) {
+        gm_session_free(s);
+        return gm_fail(GM_ERR_NOMEM, "out of memory");
+    }
+    size_t cache = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int ring = n_ctx;
+        if (!c->layer_global[l] && c->sliding_window > 0 && c->sliding_window + batch - 1 < n_ctx)
+            ring = c->sliding_window + batch - 1;
+        s->layer_ring[l] = ring;
+        s->layer_off[l] = cache;
+        cache += (size_t)ring * kvd;
+    }
+    s->cache_floats = cache;
     s->x = xalloc(B * d), s->xn = xalloc(B * d), s->proj = xalloc(B * d);
     s->q = xalloc(B * qd), s->att = xalloc(B * qd), s->k = xalloc(B * kvd), s->v = xalloc(B * kvd);
     s->gate = xalloc(B * f), s->up = xalloc(B * f);
     s->logits = xalloc((size_t)c->vocab_size);
     s->kcache = xalloc(cache), s->vcache = xalloc(cache);
-    s->rope_cos = xalloc((size_t)n_ctx * half), s->rope_sin = xalloc((size_t)n_ctx * half);
+    s->rope_cos = xalloc(2 * (size_t)n_ctx * half), s->rope_sin = xalloc(2 * (size_t)n_ctx * half);
     s->scores = xalloc((size_t)n_threads * (size_t)n_ctx);
     if (!s->pool || !s->x || !s->xn || !s->proj || !s->q || !s->att || !s->k || !s->v || !s->gate || !s->up ||
         !s->logits || !s->kcache || !s->vcache || !s->rope_cos || !s->rope_sin || !s->scores) {
@@ -68,14 +98,19 @@ gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out
         return gm_fail(GM_ERR_NOMEM, "cannot allocate a session of %d tokens (KV cache %.1f MiB)", n_ctx,
                        2.0 * (double)cache * 4 / (1 << 20));
     }
-    /* Rotary tables in double: theta^(-2i/hd) computed in f32 drifts visibly at long positions. */
-    for (int p = 0; p < n_ctx; p++)
-        for (size_t i = 0; i < half; i++) {
-            double inv = pow((double)c->rope_theta, -2.0 * (double)i / (double)c->head_dim);
-            double a = (double)p * inv;
-            s->rope_cos[(size_t)p * half + i] = (float)cos(a);
-            s->rope_sin[(size_t)p * half + i] = (float)sin(a);
-        }
+    /* Rotary tables in double: theta^(-2i/hd) computed in f32 drifts visibly at long positions.
+     * Local layers use rope_local_theta unscaled; global layers rope_theta with linear scaling. */
+    for (int g = 0; g < 2; g++) {
+        double theta = g ? c->rope_theta : c->rope_local_theta, scale = g ? c->rope_scale : 1.0;
+        for (int p = 0; p < n_ctx; p++)
+            for (size_t i = 0; i < half; i++) {
+                double inv = pow(theta, -2.0 * (double)i / (double)c->head_dim) / scale;
+                double a = (double)p * inv;
+                size_t at = ((size_t)g * (size_t)n_ctx + (size_t)p) * half + i;
+                s->rope_cos[at] = (float)cos(a);
+                s->rope_sin[at] = (float)sin(a);
+            }
+    }
     *out = s;
     return GM_OK;
 }
@@ -86,6 +121,7 @@ void gm_session_reset(gm_session *s) {
 }
 int gm_session_pos(const gm_session *s) { return s->pos; }
 int gm_session_n_ctx(const gm_session *s) { return s->n_ctx; }
+size_t gm_session_cache_bytes(const gm_session *s) { return 2 * s->cache_floats * sizeof(float); }
 const float *gm_session_logits(const gm_session *s) { return s->have_logits ? s->logits : NULL; }
 
 /* ---- elementwise ops --------------------------------------------------------------------------- */
@@ -112,6 +148,12 @@ static void rope(float *v, const float *cs, const float *sn, int half) {
     }
 }
 
+/* Gemma 2's final soft-cap z = cap * tanh(z / cap); cap 0 = none. */
+static void softcap(float *z, size_t n, float cap) {
+    if (cap <= 0) return;
+    for (size_t i = 0; i < n; i++) z[i] = cap * tanhf(z[i] / cap);
+}
+
 /* ---- parallel pieces --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -128,32 +170,39 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     size_t begin, end;
     gm_pool_chunk((size_t)j->T * (size_t)H, 1, worker, n_workers, &begin, &end);
     float *sc = s->scores + (size_t)worker * (size_t)s->n_ctx;
-    const float *kc = s->kcache + (size_t)j->layer * (size_t)s->n_ctx * (size_t)kvd;
-    const float *vc = s->vcache + (size_t)j->layer * (size_t)s->n_ctx * (size_t)kvd;
+    const float *kc = s->kcache + s->layer_off[j->layer];
+    const float *vc = s->vcache + s->layer_off[j->layer];
+    int ring = s->layer_ring[j->layer];
+    int window = c->layer_global[j->layer] ? 0 : c->sliding_window;
+    float cap = c->attn_softcap;
     for (size_t item = begin; item < end; item++) {
         int t = (int)(item / (size_t)H), h = (int)(item % (size_t)H);
-        int kvh = h / group, n_keys = j->pos0 + t + 1; /* causal: keys 0..pos */
+        int kvh = h / group, p_last = j->pos0 + t; /* causal: keys up to the query's own position */
+        int p_first = window > 0 && p_last - window + 1 > 0 ? p_last - window + 1 : 0;
+        int n_keys = p_last - p_first + 1;
         const float *q = s->q + (size_t)t * (size_t)H * hd + (size_t)h * hd;
         float mx = -INFINITY;
-        for (int p = 0; p < n_keys; p++) {
-            const float *k = kc + (size_t)p * kvd + (size_t)kvh * hd;
+        for (int i = 0; i < n_keys; i++) {
+            const float *k = kc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
             float dot = 0;
-            for (int i = 0; i < hd; i++) dot += q[i] * k[i];
-            sc[p] = dot * c->query_scale;
-            if (sc[p] > mx) mx = sc[p];
+            for (int e = 0; e < hd; e++) dot += q[e] * k[e];
+            float v = dot * c->query_scale;
+            if (cap > 0) v = cap * tanhf(v / cap); /* Gemma 2: soft-cap before the mask and softmax */
+            sc[i] = v;
+            if (v > mx) mx = v;
         }
         double sum = 0;
-        for (int p = 0; p < n_keys; p++) {
-            sc[p] = expf(sc[p] - mx);
-            sum += sc[p];
+        for (int i = 0; i < n_keys; i++) {
+            sc[i] = expf(sc[i] - mx);
+            sum += sc[i];
         }
         float inv = (float)(1.0 / sum);
         float *o = s->att + (size_t)t * (size_t)H * hd + (size_t)h * hd;
         memset(o, 0, sizeof(float) * (size_t)hd);
-        for (int p = 0; p < n_keys; p++) {
-            const float *v = vc + (size_t)p * kvd + (size_t)kvh * hd;
-            float wgt = sc[p] * inv;
-            for (int i = 0; i < hd; i++) o[i] += wgt * v[i];
+        for (int i = 0; i < n_keys; i++) {
+            const float *v = vc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
+            float wgt = sc[i] * inv;
+            for (int e = 0; e < hd; e++) o[e] += wgt * v[e];
         }
     }
 }
@@ -177,7 +226,7 @@ static void mm(gm_session *s, float *y, const float *x, const gm_wmat *w, int T)
     gm_matmul(y, x, w->data, w->dt, T, w->cols, w->rows, s->pool);
 }
 
-/* Run T (<= GM_BATCH) tokens at positions pos..pos+T-1; logits for all T rows into out_logits if given,
+/* Run T (<= batch) tokens at positions pos..pos+T-1; logits for all T rows into out_logits if given,
  * else for the last row only into s->logits. */
 static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_logits, int want_logits) {
     const gm_model *m = s->m;
@@ -197,19 +246,29 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
         mm(s, s->q, s->xn, &L->wq, T);
         mm(s, s->k, s->xn, &L->wk, T);
         mm(s, s->v, s->xn, &L->wv, T);
-        float *kc = s->kcache + (size_t)l * (size_t)s->n_ctx * kvd;
-        float *vc = s->vcache + (size_t)l * (size_t)s->n_ctx * kvd;
+        float *kc = s->kcache + s->layer_off[l], *vc = s->vcache + s->layer_off[l];
+        int ring = s->layer_ring[l];
+        const float *rc = s->rope_cos + (c->layer_global[l] ? (size_t)s->n_ctx * half : 0);
+        const float *rsn = s->rope_sin + (c->layer_global[l] ? (size_t)s->n_ctx * half : 0);
         for (int t = 0; t < T; t++) {
             int p = pos0 + t;
-            const float *cs = s->rope_cos + (size_t)p * half, *sn = s->rope_sin + (size_t)p * half;
-            for (int h = 0; h < H; h++) rope(s->q + (size_t)t * H * hd + (size_t)h * hd, cs, sn, half);
-            for (int h = 0; h < K; h++) rope(s->k + (size_t)t * kvd + (size_t)h * hd, cs, sn, half);
-            memcpy(kc + (size_t)p * kvd, s->k + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
-            memcpy(vc + (size_t)p * kvd, s->v + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
+            float *qt = s->q + (size_t)t * H * hd, *kt = s->k + (size_t)t * kvd;
+            if (L->q_norm) { /* Gemma 3 QK-norm: per head, before RoPE */
+                for (int h = 0; h < H; h++) rmsnorm(qt + (size_t)h * hd, qt + (size_t)h * hd, L->q_norm, hd, c->rms_eps);
+                for (int h = 0; h < K; h++) rmsnorm(kt + (size_t)h * hd, kt + (size_t)h * hd, L->k_norm, hd, c->rms_eps);
+            }
+            const float *cs = rc + (size_t)p * half, *sn = rsn + (size_t)p * half;
+            for (int h = 0; h < H; h++) rope(qt + (size_t)h * hd, cs, sn, half);
+            for (int h = 0; h < K; h++) rope(kt + (size_t)h * hd, cs, sn, half);
+            memcpy(kc + (size_t)(p % ring) * kvd, kt, sizeof(float) * (size_t)kvd);
+            memcpy(vc + (size_t)(p % ring) * kvd, s->v + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
         }
         attn_job aj = {s, l, T, pos0};
         gm_pool_run(s->pool, attention_task, &aj);
         mm(s, s->proj, s->att, &L->wo, T);
+        if (L->post_attn_norm)
+            for (int t = 0; t < T; t++)
+                rmsnorm(s->proj + (size_t)t * d, s->proj + (size_t)t * d, L->post_attn_norm, d, c->rms_eps);
         for (size_t i = 0; i < (size_t)T * d; i++) s->x[i] += s->proj[i];
         for (int t = 0; t < T; t++) rmsnorm(s->xn + (size_t)t * d, s->x + (size_t)t * d, L->ffn_norm, d, c->rms_eps);
         mm(s, s->gate, s->xn, &L->wgate, T);
@@ -217,15 +276,20 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
         geglu_job gj = {s->gate, s->up, (size_t)T * (size_t)c->ffn_size};
         gm_pool_run(s->pool, geglu_task, &gj);
         mm(s, s->proj, s->gate, &L->wdown, T);
+        if (L->post_ffn_norm)
+            for (int t = 0; t < T; t++)
+                rmsnorm(s->proj + (size_t)t * d, s->proj + (size_t)t * d, L->post_ffn_norm, d, c->rms_eps);
         for (size_t i = 0; i < (size_t)T * d; i++) s->x[i] += s->proj[i];
     }
     if (out_logits) {
         for (int t = 0; t < T; t++) rmsnorm(s->xn + (size_t)t * d, s->x + (size_t)t * d, m->final_norm, d, c->rms_eps);
         mm(s, out_logits, s->xn, &m->embed, T);
+        softcap(out_logits, (size_t)T * c->vocab_size, c->final_softcap);
         memcpy(s->logits, out_logits + (size_t)(T - 1) * c->vocab_size, sizeof(float) * (size_t)c->vocab_size);
     } else if (want_logits) {
         rmsnorm(s->xn, s->x + (size_t)(T - 1) * d, m->final_norm, d, c->rms_eps);
         mm(s, s->logits, s->xn, &m->embed, 1);
+        softcap(s->logits, (size_t)c->vocab_size, c->final_softcap);
     }
     s->pos += T;
     s->have_logits = out_logits || want_logits;
@@ -240,8 +304,8 @@ gm_status gm_session_eval(gm_session *s, const int32_t *ids, int n, float *all_l
         if (ids[i] < 0 || ids[i] >= c->vocab_size)
             return gm_fail(GM_ERR_ARG, "token id %d at index %d is outside the vocabulary (0..%d)", ids[i], i,
                            c->vocab_size - 1);
-    for (int off = 0; off < n; off += GM_BATCH) {
-        int T = n - off < GM_BATCH ? n - off : GM_BATCH;
+    for (int off = 0; off < n; off += s->batch) {
+        int T = n - off < s->batch ? n - off : s->batch;
         int last = off + T == n;
         float *out = all_logits ? all_logits + (size_t)off * c->vocab_size : NULL;
         /* Chunks before the last only need the cache filled: skip their output projection. */

@@ -49,7 +49,15 @@ void gm_model_free(gm_model *m) {
 
 /* ---- the tensor list a config implies -------------------------------------------------------- */
 
-enum { K_EMBED, K_FINAL_NORM, K_ATTN_NORM, K_FFN_NORM, K_Q, K_K, K_V, K_O, K_GATE, K_UP, K_DOWN };
+enum {
+    K_EMBED, K_FINAL_NORM, K_ATTN_NORM, K_POST_ATTN_NORM, K_FFN_NORM, K_POST_FFN_NORM, K_Q_NORM, K_K_NORM,
+    K_Q, K_K, K_V, K_O, K_GATE, K_UP, K_DOWN
+};
+
+/* Multimodal Gemma 3 checkpoints carry a vision tower beside the text model: not ours to load. */
+static int ignored_tensor(const gm_config *c, const char *name) {
+    return c->lm_prefix && (!strncmp(name, "vision_tower.", 13) || !strncmp(name, "multi_modal_projector.", 22));
+}
 
 typedef struct {
     char name[96];
@@ -58,31 +66,45 @@ typedef struct {
 } expected_tensor;
 
 static int expected_tensors(const gm_config *c, expected_tensor **out) {
-    int n = 2 + 9 * c->n_layers;
+    int n = 2 + 13 * c->n_layers;
     expected_tensor *e = calloc((size_t)n, sizeof *e);
     if (!e) return -1;
     int k = 0;
+    const char *P = c->lm_prefix ? "language_model.model." : "model.";
 #define ADD(kind_, layer_, nd, s0, s1, ...)                                  \
     do {                                                                     \
-        snprintf(e[k].name, sizeof e[k].name, __VA_ARGS__);                  \
+        int w_ = snprintf(e[k].name, sizeof e[k].name, "%s", P);             \
+        snprintf(e[k].name + w_, sizeof e[k].name - (size_t)w_, __VA_ARGS__); \
         e[k].kind = kind_, e[k].layer = layer_, e[k].ndim = nd;              \
         e[k].shape[0] = s0, e[k].shape[1] = s1;                              \
         k++;                                                                 \
     } while (0)
     int d = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, f = c->ffn_size;
-    ADD(K_EMBED, -1, 2, c->vocab_size, d, "model.embed_tokens.weight");
+    int hd = c->head_dim;
+    ADD(K_EMBED, -1, 2, c->vocab_size, d, "embed_tokens.weight");
     for (int l = 0; l < c->n_layers; l++) {
-        ADD(K_ATTN_NORM, l, 1, d, 0, "model.layers.%d.input_layernorm.weight", l);
-        ADD(K_Q, l, 2, qd, d, "model.layers.%d.self_attn.q_proj.weight", l);
-        ADD(K_K, l, 2, kvd, d, "model.layers.%d.self_attn.k_proj.weight", l);
-        ADD(K_V, l, 2, kvd, d, "model.layers.%d.self_attn.v_proj.weight", l);
-        ADD(K_O, l, 2, d, qd, "model.layers.%d.self_attn.o_proj.weight", l);
-        ADD(K_FFN_NORM, l, 1, d, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(K_GATE, l, 2, f, d, "model.layers.%d.mlp.gate_proj.weight", l);
-        ADD(K_UP, l, 2, f, d, "model.layers.%d.mlp.up_proj.weight", l);
-        ADD(K_DOWN, l, 2, d, f, "model.layers.%d.mlp.down_proj.weight", l);
+        ADD(K_ATTN_NORM, l, 1, d, 0, "layers.%d.input_layernorm.weight", l);
+        ADD(K_Q, l, 2, qd, d, "layers.%d.self_attn.q_proj.weight", l);
+        ADD(K_K, l, 2, kvd, d, "layers.%d.self_attn.k_proj.weight", l);
+        ADD(K_V, l, 2, kvd, d, "layers.%d.self_attn.v_proj.weight", l);
+        ADD(K_O, l, 2, d, qd, "layers.%d.self_attn.o_proj.weight", l);
+        if (c->qk_norm) {
+            ADD(K_Q_NORM, l, 1, hd, 0, "layers.%d.self_attn.q_norm.weight", l);
+            ADD(K_K_NORM, l, 1, hd, 0, "layers.%d.self_attn.k_norm.weight", l);
+        }
+        if (c->sandwich_norms) {
+            /* Gemma 2/3 reuse Gemma 1's name post_attention_layernorm for a true post-attention norm */
+            ADD(K_POST_ATTN_NORM, l, 1, d, 0, "layers.%d.post_attention_layernorm.weight", l);
+            ADD(K_FFN_NORM, l, 1, d, 0, "layers.%d.pre_feedforward_layernorm.weight", l);
+            ADD(K_POST_FFN_NORM, l, 1, d, 0, "layers.%d.post_feedforward_layernorm.weight", l);
+        } else {
+            ADD(K_FFN_NORM, l, 1, d, 0, "layers.%d.post_attention_layernorm.weight", l);
+        }
+        ADD(K_GATE, l, 2, f, d, "layers.%d.mlp.gate_proj.weight", l);
+        ADD(K_UP, l, 2, f, d, "layers.%d.mlp.up_proj.weight", l);
+        ADD(K_DOWN, l, 2, d, f, "layers.%d.mlp.down_proj.weight", l);
     }
-    ADD(K_FINAL_NORM, -1, 1, d, 0, "model.norm.weight");
+    ADD(K_FINAL_NORM, -1, 1, d, 0, "norm.weight");
 #undef ADD
     *out = e;
     return k;
@@ -93,7 +115,8 @@ static gm_status alloc_model(const gm_config *c, gm_model **out, expected_tensor
     if (!m) return gm_fail(GM_ERR_NOMEM, "out of memory");
     m->cfg = *c;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->norm_store = malloc(sizeof(float) * (size_t)c->hidden_size * (size_t)(2 * c->n_layers + 1));
+    m->norm_slot = c->hidden_size > c->head_dim ? c->hidden_size : c->head_dim;
+    m->norm_store = malloc(sizeof(float) * (size_t)m->norm_slot * (size_t)(6 * c->n_layers + 1));
     *n_exp = expected_tensors(c, exp);
     m->tensors = calloc((size_t)(*n_exp > 0 ? *n_exp : 1), sizeof *m->tensors);
     if (!m->layers || !m->norm_store || *n_exp < 0 || !m->tensors) {
@@ -117,13 +140,20 @@ static gm_status bind(gm_model *m, const expected_tensor *e, gm_dtype dt, const 
     m->weight_bytes += n * gm_dtype_info(dt)->block_bytes / gm_dtype_info(dt)->block_elems;
     gm_wmat w = {dt, data, (int)e->shape[0], e->ndim == 2 ? (int)e->shape[1] : 1};
     if (e->ndim == 1) {
-        float *dst = m->norm_store + (size_t)(*norm_slot)++ * (size_t)m->cfg.hidden_size;
+        float *dst = m->norm_store + (size_t)(*norm_slot)++ * (size_t)m->norm_slot;
         gm_dtype_info(dt)->to_f32(data, dst, (size_t)e->shape[0]);
         for (int64_t i = 0; i < e->shape[0]; i++)
             if (!isfinite(dst[i])) return gm_fail(GM_ERR_FORMAT, "tensor '%s' holds a non-finite value", e->name);
-        if (e->kind == K_FINAL_NORM) m->final_norm = dst;
-        else if (e->kind == K_ATTN_NORM) m->layers[e->layer].attn_norm = dst;
-        else m->layers[e->layer].ffn_norm = dst;
+        gm_layer *NL = e->layer >= 0 ? &m->layers[e->layer] : NULL;
+        switch (e->kind) {
+        case K_FINAL_NORM: m->final_norm = dst; break;
+        case K_ATTN_NORM: NL->attn_norm = dst; break;
+        case K_POST_ATTN_NORM: NL->post_attn_norm = dst; break;
+        case K_FFN_NORM: NL->ffn_norm = dst; break;
+        case K_POST_FFN_NORM: NL->post_ffn_norm = dst; break;
+        case K_Q_NORM: NL->q_norm = dst; break;
+        case K_K_NORM: NL->k_norm = dst; break;
+        }
         return GM_OK;
     }
     gm_layer *L = e->layer >= 0 ? &m->layers[e->layer] : NULL;
@@ -228,7 +258,9 @@ gm_status gm_model_load(const char *dir, const gm_load_options *opt_in, gm_model
     st = open_files(m, dir, &opt, &index_doc, &weight_map, &index_path);
     int norm_slot = 0;
     size_t total_in_files = 0;
-    for (int i = 0; i < m->n_files; i++) total_in_files += gm_safetensors_count(m->files[i]);
+    for (int i = 0; i < m->n_files; i++)
+        for (size_t j = 0; j < gm_safetensors_count(m->files[i]); j++)
+            total_in_files += !ignored_tensor(&cfg, gm_safetensors_tensor(m->files[i], j)->name);
     for (int i = 0; i < n_exp && !st; i++) {
         const expected_tensor *e = &exp[i];
         const gm_st_tensor *t = NULL;
@@ -267,7 +299,7 @@ gm_status gm_model_load(const char *dir, const gm_load_options *opt_in, gm_model
         for (int f = 0; f < m->n_files && !st; f++) {
             for (size_t i = 0; i < gm_safetensors_count(m->files[f]); i++) {
                 const char *name = gm_safetensors_tensor(m->files[f], i)->name;
-                int known = 0;
+                int known = ignored_tensor(&cfg, name);
                 for (int j = 0; j < n_exp && !known; j++) known = strcmp(exp[j].name, name) == 0;
                 if (!known) {
                     st = gm_fail(GM_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of a Gemma model with this config.json)",
@@ -278,8 +310,12 @@ gm_status gm_model_load(const char *dir, const gm_load_options *opt_in, gm_model
         }
         if (!st) st = gm_fail(GM_ERR_FORMAT, "%s: a tensor appears in more than one shard", dir);
     }
-    if (!st && weight_map && weight_map->len != (size_t)n_exp)
-        st = gm_fail(GM_ERR_FORMAT, "%s: weight_map lists %zu tensors but the model has %d", index_path, weight_map->len, n_exp);
+    if (!st && weight_map) {
+        size_t listed = 0;
+        for (size_t i = 0; i < weight_map->len; i++) listed += !ignored_tensor(&cfg, weight_map->members[i].key);
+        if (listed != (size_t)n_exp)
+            st = gm_fail(GM_ERR_FORMAT, "%s: weight_map lists %zu tensors but the model has %d", index_path, listed, n_exp);
+    }
     gm_json_free(index_doc);
     free(index_path);
     free(exp);

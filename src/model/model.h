@@ -16,8 +16,12 @@ typedef struct gm_wmat {
 } gm_wmat;
 
 typedef struct gm_layer {
-    const float *attn_norm; /* input_layernorm, the stored w (used as 1 + w) */
-    const float *ffn_norm;  /* post_attention_layernorm: Gemma 1's pre-FFN norm */
+    /* norm vectors hold the stored w (used as 1 + w); NULL where the family has none */
+    const float *attn_norm;      /* input_layernorm */
+    const float *post_attn_norm; /* Gemma 2/3: post_attention_layernorm, on the attention output */
+    const float *ffn_norm;       /* Gemma 1: post_attention_layernorm (!); Gemma 2/3: pre_feedforward_layernorm */
+    const float *post_ffn_norm;  /* Gemma 2/3: post_feedforward_layernorm, on the FFN output */
+    const float *q_norm, *k_norm; /* Gemma 3: per-head RMSNorm over head_dim */
     gm_wmat wq, wk, wv, wo, wgate, wup, wdown;
 } gm_layer;
 
@@ -37,7 +41,8 @@ struct gm_model {
     gm_named_tensor *tensors; /* every bound tensor, for `gemma info` */
     int n_tensors;
     uint64_t n_params, weight_bytes;
-    float *norm_store;        /* f32 copies of all norm vectors */
+    float *norm_store;        /* f32 copies of all norm vectors, one slot of norm_slot floats each */
+    int norm_slot;
     void **files;             /* gm_st_file* of each shard */
     int n_files;
     void *owned;              /* random-model weight storage */
