@@ -26,6 +26,13 @@ gm_status gm_fail_prefix(gm_status code, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(g_msg, sizeof g_msg, "%s%s", pre, old);
+    /* Truncation is acceptable for an error message; the length check keeps gcc's -Wformat-truncation quiet. */
+    size_t np = strlen(pre);
+    if (np >= sizeof g_msg) np = sizeof g_msg - 1;
+    memcpy(g_msg, pre, np);
+    size_t no = strlen(old);
+    if (no > sizeof g_msg - 1 - np) no = sizeof g_msg - 1 - np;
+    memcpy(g_msg + np, old, no);
+    g_msg[np + no] = 0;
     return code;
 }

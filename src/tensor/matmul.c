@@ -1,0 +1,181 @@
+/* Matmul front end: the scalar reference kernel, the generic fallback for dtypes without SIMD kernels,
+ * kernel-family dispatch and the split of work over the thread pool. The SIMD families live in
+ * matmul_avx2.c, matmul_avx512.c and matmul_neon.c. */
+#include "tensor/matmul.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "tensor/cpu.h"
+
+/* ---- scalar reference ------------------------------------------------------------------------ */
+
+/* Eight partial sums: keeps the reference reasonably fast without SIMD and its rounding comparable
+ * to the vector kernels (a single running sum drifts further on long rows). */
+#define GM_SCALAR_DOT(LOAD)                                                                              \
+    do {                                                                                             \
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                       \
+        int i = 0;                                                                                   \
+        for (; i + 8 <= in; i += 8)                                                                  \
+            for (int j = 0; j < 8; j++) s[j] += xr[i + j] * LOAD(i + j);                             \
+        for (; i < in; i++) s[i & 7] += xr[i] * LOAD(i);                                             \
+        acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));                     \
+    } while (0)
+
+void gm_matmul_range_scalar(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
+    const int in = a->in;
+    for (int o = o0; o < o1; o++) {
+        size_t row = (size_t)o * (size_t)in;
+        for (int t = t0; t < t1; t++) {
+            const float *xr = a->x + (size_t)t * (size_t)in;
+            float acc;
+            if (a->wt == GM_DT_F32) {
+                const float *wr = (const float *)a->w + row;
+#define LD(i) wr[i]
+                GM_SCALAR_DOT(LD);
+#undef LD
+            } else if (a->wt == GM_DT_BF16) {
+                const uint16_t *wr = (const uint16_t *)a->w + row;
+#define LD(i) gm_bf16_to_f32(wr[i])
+                GM_SCALAR_DOT(LD);
+#undef LD
+            } else {
+                const uint16_t *wr = (const uint16_t *)a->w + row;
+#define LD(i) gm_f16_to_f32(wr[i])
+                GM_SCALAR_DOT(LD);
+#undef LD
+            }
+            a->y[(size_t)t * (size_t)a->out + (size_t)o] = acc;
+        }
+    }
+}
+
+/* ---- any dtype through its traits row: one W row converted a chunk at a time -------------------- */
+
+#define GM_GENERIC_CHUNK 4096
+
+static void matmul_range_generic(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
+    const gm_dtype_traits *tr = gm_dtype_info(a->wt);
+    size_t be = tr ? tr->block_elems : 0;
+    size_t chunk = be ? (GM_GENERIC_CHUNK / be) * be : 0;
+    size_t in = (size_t)a->in, row_bytes = 0;
+    if (!tr || chunk == 0 || !gm_dtype_row_bytes(a->wt, in, &row_bytes)) {
+        /* Not representable (unknown dtype, or rows not whole blocks): make the fault visible. */
+        for (int t = t0; t < t1; t++)
+            for (int o = o0; o < o1; o++) a->y[(size_t)t * (size_t)a->out + (size_t)o] = NAN;
+        return;
+    }
+    float buf[GM_GENERIC_CHUNK];
+    for (int o = o0; o < o1; o++) {
+        const unsigned char *wr = (const unsigned char *)a->w + (size_t)o * row_bytes;
+        for (size_t k0 = 0; k0 < in; k0 += chunk) {
+            size_t kc = in - k0 < chunk ? in - k0 : chunk;
+            tr->to_f32(wr + k0 / be * tr->block_bytes, buf, kc);
+            for (int t = t0; t < t1; t++) {
+                const float *xr = a->x + (size_t)t * in + k0;
+                float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (size_t i = 0; i < kc; i++) s[i & 7] += xr[i] * buf[i];
+                float part = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+                float *yo = &a->y[(size_t)t * (size_t)a->out + (size_t)o];
+                *yo = k0 == 0 ? part : *yo + part;
+            }
+        }
+    }
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static atomic_int g_forced = -1; /* gm_isa set by gm_matmul_set_isa, or -1 for gm_cpu_isa() */
+
+static gm_isa current_isa(void) {
+    int f = atomic_load_explicit(&g_forced, memory_order_relaxed);
+    return f >= 0 ? (gm_isa)f : gm_cpu_isa();
+}
+
+static gm_mm_range_fn isa_kernel(gm_isa isa) {
+    switch (isa) {
+#ifdef GM_HAVE_X86
+    case GM_ISA_AVX2: return gm_matmul_range_avx2;
+    case GM_ISA_AVX512: return gm_matmul_range_avx512;
+#endif
+#ifdef GM_HAVE_NEON
+    case GM_ISA_NEON: return gm_matmul_range_neon;
+#endif
+    default: return gm_matmul_range_scalar;
+    }
+}
+
+int gm_matmul_set_isa(const char *name) {
+    gm_isa isa;
+    if (name && strcmp(name, "auto") == 0) {
+        atomic_store(&g_forced, -1);
+        return 1;
+    }
+    if (!gm_cpu_isa_from_name(name, &isa) || !gm_cpu_isa_available(isa)) return 0;
+    atomic_store(&g_forced, (int)isa);
+    return 1;
+}
+
+const char *gm_matmul_isa(void) { return gm_cpu_isa_name(current_isa()); }
+
+/* ---- threading ------------------------------------------------------------------------------- */
+
+/* Work goes out in chunks taken from a shared counter rather than one fixed share per worker: on
+ * shared machines one CPU is often slowed for a while (measured here: a vCPU at 2/3 speed for
+ * seconds), and a fixed split would wait for it. Which worker computes a chunk never changes the
+ * bits. Chunk boundaries: multiples of 32 outputs (a whole tile in every family, whole cache lines
+ * of y) or of 24 rows of x (a multiple of every family's row block). */
+#define GM_MM_ALIGN_O 32
+#define GM_MM_ALIGN_T 24
+#define GM_MM_CHUNKS_PER_WORKER 8
+/* Below this many multiply-adds the pool's wake-up costs more than it saves. */
+#define GM_MM_MIN_PARALLEL_WORK 65536.0
+
+typedef struct {
+    gm_mm_args a;
+    gm_mm_range_fn fn;
+    int split_t;
+    size_t total, chunk, n_chunks;
+    atomic_size_t next;
+} gm_mm_job;
+
+static void mm_task(void *ctx, int worker, int n_workers) {
+    gm_mm_job *j = ctx;
+    (void)worker, (void)n_workers;
+    for (;;) {
+        size_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n_chunks) break;
+        size_t b = c * j->chunk, e = b + j->chunk < j->total ? b + j->chunk : j->total;
+        if (j->split_t) j->fn(&j->a, (int)b, (int)e, 0, j->a.out);
+        else j->fn(&j->a, 0, j->a.T, (int)b, (int)e);
+    }
+}
+
+void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int in, int out, gm_pool *pool) {
+    if (T <= 0 || out <= 0) return;
+    if (in <= 0) {
+        memset(y, 0, (size_t)T * (size_t)out * sizeof(float));
+        return;
+    }
+    gm_mm_job j;
+    memset(&j, 0, sizeof j);
+    j.a = (gm_mm_args){y, x, w, wt, T, in, out};
+    if (wt == GM_DT_F32 || wt == GM_DT_F16 || wt == GM_DT_BF16) j.fn = isa_kernel(current_isa());
+    else j.fn = matmul_range_generic;
+    int n = gm_pool_size(pool);
+    if (n <= 1 || (double)T * (double)in * (double)out < GM_MM_MIN_PARALLEL_WORK) {
+        j.fn(&j.a, 0, T, 0, out);
+        return;
+    }
+    /* Split the rows of x only when there are too few output tiles to go round. */
+    size_t o_units = ((size_t)out + GM_MM_ALIGN_O - 1) / GM_MM_ALIGN_O;
+    j.split_t = o_units < 2 * (size_t)n && T >= 2 * GM_MM_ALIGN_T;
+    size_t align = j.split_t ? GM_MM_ALIGN_T : GM_MM_ALIGN_O;
+    j.total = j.split_t ? (size_t)T : (size_t)out;
+    size_t units = (j.total + align - 1) / align, want = (size_t)n * GM_MM_CHUNKS_PER_WORKER;
+    j.chunk = (units + want - 1) / want * align;
+    j.n_chunks = (j.total + j.chunk - 1) / j.chunk;
+    atomic_init(&j.next, 0);
+    gm_pool_run(pool, mm_task, &j);
+}
