@@ -22,7 +22,18 @@ int cmd_info(int argc, char **argv) {
     const gm_config *c = gm_model_config(m);
     const char *attn = c->n_kv_heads == 1 ? "multi-query" : c->n_kv_heads == c->n_heads ? "multi-head" : "grouped-query";
     printf("model        %s\n", model);
-    printf("architecture gemma (%s attention)\n", attn);
+    printf("architecture gemma%s (%s attention)\n", c->family == 1 ? "" : c->family == 2 ? "2" : "3", attn);
+    if (c->family > 1) {
+        int n_global = 0;
+        for (int l = 0; l < c->n_layers; l++) n_global += c->layer_global[l];
+        printf("attention    %d global layers, %d sliding (window %d)", n_global, c->n_layers - n_global, c->sliding_window);
+        if (c->attn_softcap > 0) printf(", soft-caps %g / %g", c->attn_softcap, c->final_softcap);
+        if (c->qk_norm) printf(", QK-norm");
+        printf("\n");
+        if (c->family == 3)
+            printf("rope         local base %g, global base %g, global scaling x1/%g\n", c->rope_local_theta, c->rope_theta,
+                   c->rope_scale);
+    }
     printf("parameters   %llu (%.3f B)\n", (unsigned long long)gm_model_n_params(m), (double)gm_model_n_params(m) / 1e9);
     printf("weights      %.1f MB\n", (double)gm_model_weight_bytes(m) / 1e6);
     printf("hidden       %d, layers %d, heads %d, kv heads %d, head dim %d, ffn %d\n", c->hidden_size, c->n_layers,
