@@ -28,8 +28,8 @@ total_pass=0; total_fail=0; status=0
 run_suite() { # name build-dir ctest-args... ; configure flags come from $CFG
   local name=$1 dir=$2; shift 2
   echo "=== $name ==="
-  if ! cmake -S . -B "$dir" $CFG >/dev/null || ! cmake --build "$dir" -j "$JOBS" >"$dir.log" 2>&1; then
-    tail -n 40 "$dir.log" 2>/dev/null; echo "make test: $name build failed"; status=1; total_fail=$((total_fail+1)); return
+  if ! cmake -S . -B "$dir" $CFG >/dev/null || ! cmake --build "$dir" -j "$JOBS" >"$dir/build-output.log" 2>&1; then
+    tail -n 40 "$dir/build-output.log" 2>/dev/null; echo "make test: $name build failed"; status=1; total_fail=$((total_fail+1)); return
   fi
   local out
   out=$(cd "$dir" && ctest --output-on-failure -j "$JOBS" "$@" 2>&1); local rc=$?

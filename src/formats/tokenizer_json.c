@@ -1,7 +1,8 @@
 /* Hugging Face tokenizer.json -> gm_vocab. The merge list's order becomes the piece score (earlier merge =
  * higher priority), added tokens become control (special) or user-defined pieces, and the normalizer /
  * pre-tokenizer must be one of the SentencePiece-equivalent forms (Replace " "->"▁", Prepend "▁",
- * Metaspace without splitting); anything else is reported as unsupported rather than encoded wrongly. */
+ * Metaspace without splitting, Split on " " after the Replace); anything else is reported as unsupported
+ * rather than encoded wrongly. */
 #include "formats/tokenizer_json.h"
 
 #include <stdio.h>
@@ -75,6 +76,18 @@ static gm_status read_pre_tokenizer(const gm_json *p, norm_flags *f, const char 
         if (add) f->prepend = 1;
         return GM_OK;
     }
+    if (type && !strcmp(type, "Split")) {
+        /* Gemma 3: Split on the string " " after a Replace(" " -> "▁") normalizer. The pre-tokenizer sees the
+         * normalized text, which has no space left, so the split never happens: the whole text is one piece,
+         * as SentencePiece wants. Without that normalizer it would really split, which we do not do. */
+        const gm_json *pat = gm_json_get(p, "pattern");
+        int invert = 0;
+        gm_json_get_bool(p, "invert", &invert);
+        if (pat && str_is(gm_json_get(pat, "String"), " ") && !invert && f->escape) return GM_OK;
+        return gm_fail(GM_ERR_UNSUPPORTED, "%s: pre_tokenizer Split is supported only on the string \" \", not "
+                       "inverted, after a normalizer that replaces \" \" with \"\\u2581\" (then it splits nothing)",
+                       what);
+    }
     return gm_fail(GM_ERR_UNSUPPORTED, "%s: pre_tokenizer \"%s\" is not supported (SentencePiece-style BPE runs "
                    "on the whole text)", what, type ? type : "?");
 }
@@ -97,19 +110,26 @@ static int is_unused_name(const char *s, size_t n) {
  * sorted by the merged piece's score. Normal pieces score -(id - first normal id), so after a leading
  * block their first merges appear in increasing id order; that leading block holds the score-0 pieces,
  * i.e. SentencePiece's user-defined pieces (in Gemma: newline, space and tab runs), plus the first
- * normal piece, whose score is -0.0. HF forgets to list some of them (Gemma's tab runs) as added tokens,
- * yet SentencePiece matches them whole before merging, so they must be user-defined here too or the two
- * loaders disagree. order[] = merged piece ids by first merge rank. */
+ * normal piece (the one right after the byte pieces), whose score is -0.0. Inside the block the order
+ * depends on the converter (Gemma 1: by id; Gemma 3: by length), so the block is what precedes the
+ * longest id-increasing suffix, and that suffix must start right after the byte pieces. HF forgets to
+ * list some of them (Gemma 1's tab runs) as added tokens, yet SentencePiece matches them whole before
+ * merging, so they must be user-defined here too or the two loaders disagree. order[] = merged piece
+ * ids by first merge rank. */
 static void infer_user_defined(gm_vocab *v, const int32_t *order, size_t n) {
     if (n < 2) return;
-    size_t head = 1;
-    while (head < n && order[head] > order[head - 1]) head++;
-    if (head >= n) return;
-    for (size_t k = head + 1; k < n; k++)
-        if (order[k] <= order[k - 1]) return; /* not the SentencePiece signature: leave types alone */
+    size_t head = n - 1;
+    while (head > 0 && order[head - 1] < order[head]) head--;
+    if (head == 0) return;
     int32_t last_byte = -1;
     for (int b = 0; b < 256; b++)
         if (v->byte_id[b] > last_byte) last_byte = v->byte_id[b];
+    if (last_byte < 0) return;
+    /* the signature: the increasing tail starts at the first normal piece, or just after it when that one
+     * sorted into the score-0 block; otherwise leave the types alone */
+    int first_in_head = 0;
+    for (size_t k = 0; k < head; k++) first_in_head |= order[k] == last_byte + 1;
+    if (!(order[head] == last_byte + 1 || (first_in_head && order[head] == last_byte + 2))) return;
     for (size_t k = 0; k < head; k++) {
         int32_t id = order[k];
         if (v->type[id] != GM_PIECE_NORMAL || id == last_byte + 1) continue;
@@ -122,7 +142,7 @@ typedef struct {
     const char *s;
     size_t len;
     int type;
-    int special_seen;
+    int in_vocab; /* listed in model.vocab (not only in added_tokens) */
 } slot;
 
 gm_status gm_tokenizer_json_parse(const char *text, size_t len, const char *what, gm_vocab **out) {
@@ -200,6 +220,7 @@ gm_status gm_tokenizer_json_parse(const char *text, size_t len, const char *what
         slots[id].s = vocab->members[i].key;
         slots[id].len = vocab->members[i].key_len;
         slots[id].type = GM_PIECE_NORMAL;
+        slots[id].in_vocab = 1;
     }
     const char *unk = gm_json_get_str(model, "unk_token");
     for (size_t i = 0; i < n_added; i++) {
@@ -220,8 +241,12 @@ gm_status gm_tokenizer_json_parse(const char *text, size_t len, const char *what
         /* Added tokens are user-defined pieces (matched anywhere in the text, as HF matches every added
          * token), except the sequence markers, which are SentencePiece control pieces (matched only with
          * GM_TOK_PARSE_SPECIAL) and the unknown piece. That is how they are typed in Gemma's (and Llama's)
-         * tokenizer.model: <start_of_turn> is user-defined there although HF flags it special. */
-        slots[id].type = special && is_marker(c->str) ? GM_PIECE_CONTROL : GM_PIECE_USER_DEFINED;
+         * tokenizer.model: <start_of_turn> (and Gemma 3's <start_of_image>) is user-defined there although
+         * HF flags it special. A special added token that model.vocab lacks (Gemma 3's <image_soft_token>,
+         * id 262144) is no piece of the SentencePiece model at all: it becomes a control piece, so plain
+         * text encodes the same from either file. */
+        slots[id].type = special && (is_marker(c->str) || !slots[id].in_vocab) ? GM_PIECE_CONTROL
+                                                                               : GM_PIECE_USER_DEFINED;
         if (unk && !strcmp(unk, c->str)) slots[id].type = GM_PIECE_UNKNOWN;
     }
     for (size_t i = 0; i < n; i++) {

@@ -1,7 +1,8 @@
 /* Tokenizer unit tests: the protobuf reader on hand-built models (unknown fields, defaults), BPE merge
  * order, byte fallback, user-defined and control pieces, UNUSED pieces, decode round trips, invalid
  * UTF-8, tokenizer.json equivalence, UTF-8 helpers, the chat template byte for byte, and (printed only)
- * the speed of encoding 1 MB with tests/data/tiny.model. */
+ * the speed of encoding 1 MB with tests/data/tiny.model. With --gemma3-chat FILE it instead checks a
+ * formatted conversation against the real Gemma 3 vocabulary (run by tests/cli/test_tok_conformance.sh). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,6 +324,45 @@ static void test_tokenizer_json(void) {
     gm_tokenizer_free(t);
 }
 
+/* A tokenizer.json shaped like Gemma 3's: a Split(" ") pre-tokenizer after Replace(" " -> "▁"), merges in
+ * the newer converter's order (the score-0 block sorted by length, not id), score-0 pieces that are not
+ * added tokens (must be inferred user-defined, as for Gemma 1's tab runs) and a special added token past
+ * model.vocab (Gemma 3's <image_soft_token>: a control piece).
+ * ids: 0 <pad> 1 <eos> 2 <bos> 3 <unk> 4..259 <0x00>..<0xFF> 260 ▁t (first normal piece) 261 in 262 zza
+ * 263 zzz 264 zz 265 ▁ 266 t 267 i 268 n 269 z 270 a, added only: 271 <img> */
+static void test_tokenizer_json_gemma3_style(void) {
+    static char json[16384];
+    size_t o = 0;
+#define J(...) (o += (size_t)snprintf(json + o, sizeof json - o, __VA_ARGS__))
+    J("{\"added_tokens\":[{\"id\":0,\"content\":\"<pad>\",\"special\":true},"
+      "{\"id\":1,\"content\":\"<eos>\",\"special\":true},{\"id\":2,\"content\":\"<bos>\",\"special\":true},"
+      "{\"id\":3,\"content\":\"<unk>\",\"special\":true},{\"id\":271,\"content\":\"<img>\",\"special\":true}],"
+      "\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"},"
+      "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"MergedWithPrevious\","
+      "\"invert\":false},"
+      "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"fuse_unk\":true,\"byte_fallback\":true,\"vocab\":{"
+      "\"<pad>\":0,\"<eos>\":1,\"<bos>\":2,\"<unk>\":3");
+    for (int b = 0; b < 256; b++) J(",\"<0x%02X>\":%d", b, 4 + b);
+    J(",\"\\u2581t\":260,\"in\":261,\"zza\":262,\"zzz\":263,\"zz\":264,\"\\u2581\":265,\"t\":266,\"i\":267,"
+      "\"n\":268,\"z\":269,\"a\":270},"
+      "\"merges\":[[\"zz\",\"z\"],[\"\\u2581\",\"t\"],[\"z\",\"z\"],[\"i\",\"n\"],[\"zz\",\"a\"]]}}");
+#undef J
+    CHECK(o < sizeof json);
+    gm_tokenizer *t = NULL;
+    CHECK_OK(gm_tokenizer_load(tmp_write("g3style.json", json, strlen(json)), &t));
+    if (!t) return;
+    CHECK(gm_tokenizer_vocab_size(t) == 272);
+    CHECK(gm_tokenizer_bos(t) == 2 && gm_tokenizer_eos(t) == 1);
+    EXPECT_IDS(t, " tin", 0, 260, 261);   /* the Split pre-tokenizer splits nothing */
+    EXPECT_IDS(t, "zza", 0, 264, 270);    /* zz is user-defined (frozen): no zz + a -> zza */
+    EXPECT_IDS(t, "zzzz", 0, 263, 269);   /* longest user-defined match first */
+    EXPECT_IDS(t, "azza", 0, 270, 264, 270);
+    EXPECT_IDS(t, "<img>", 0, 64, 267, 113, 107, 66);   /* a control piece: characters without special parsing */
+    EXPECT_IDS(t, "<img>", GM_TOK_PARSE_SPECIAL, 271);
+    EXPECT_IDS(t, "<bos>in", GM_TOK_PARSE_SPECIAL, 2, 261);
+    gm_tokenizer_free(t);
+}
+
 /* tests/data/tiny.model (spm_train with Gemma's options): ids from SentencePiece 0.1.97. */
 static gm_tokenizer *test_tiny(void) {
     gm_tokenizer *t = NULL;
@@ -457,7 +497,74 @@ static void test_chat(void) {
     CHECK(gm_chat_format(bad6, 2, 1, &out, &len) == GM_ERR_ARG);
 }
 
-int main(void) {
+/* `test_tokenizer --gemma3-chat FILE`: run by tests/cli/test_tok_conformance.sh with the real Gemma 3
+ * tokenizer.model / tokenizer.json (fetched there). A system + 3-turn conversation is formatted by
+ * gm_chat_format, checked byte for byte (the system text folded into the first user turn), encoded as the
+ * engine does (special parsing on, no extra <bos>) and compared with SentencePiece's ids on the same text
+ * (<bos> = 2 split out as a control token, the rest encoded by SentencePiece 0.1.97 on the rebuilt Gemma 3
+ * tokenizer.model; tests/golden/TOKENIZER.md): <start_of_turn> = 105, <end_of_turn> = 106, the lone tab the
+ * user-defined piece 255968. */
+static int gemma3_chat(const char *path) {
+    gm_tokenizer *t = NULL;
+    CHECK_OK(gm_tokenizer_load(path, &t));
+    if (!t) TEST_DONE();
+    CHECK(gm_tokenizer_vocab_size(t) == 262144 || gm_tokenizer_vocab_size(t) == 262145);
+    CHECK(gm_tokenizer_bos(t) == 2 && gm_tokenizer_eos(t) == 1);
+    CHECK(gm_tokenizer_piece_id(t, "<start_of_turn>") == 105 && gm_tokenizer_piece_id(t, "<end_of_turn>") == 106);
+    gm_chat_message msgs[] = {{"system", "You are a helpful assistant."},
+                              {"user", "  Hi there!\n"},
+                              {"assistant", "Hello! How can I help?"},
+                              {"user", "Write\ta   haiku\nabout <b>tabs</b>."}};
+    static const char want_text[] =
+        "<bos><start_of_turn>user\nYou are a helpful assistant.\n\nHi there!<end_of_turn>\n"
+        "<start_of_turn>model\nHello! How can I help?<end_of_turn>\n"
+        "<start_of_turn>user\nWrite\ta   haiku\nabout <b>tabs</b>.<end_of_turn>\n<start_of_turn>model\n";
+    static const int32_t want[] = {2,     105,    2364,  107,   3048,   659,    496,    11045, 16326, 236761,
+                                   108,   10979,  993,   236888, 106,   107,    105,    4368,  107,   9259,
+                                   236888, 2088,  740,   564,   1601,   236881, 106,    107,   105,   2364,
+                                   107,   6974,   255968, 236746, 139,  2118,   20517,  107,   9869,  236743,
+                                   200,   39218,  209,   236761, 106,   107,    105,    4368,  107};
+    char *text = NULL;
+    size_t len = 0;
+    CHECK_OK(gm_chat_format(msgs, 4, 1, &text, &len));
+    CHECKF(text && len == strlen(want_text) && !memcmp(text, want_text, len), "chat gave \"%s\"",
+           text ? text : "(null)");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (text) CHECK_OK(gm_tokenizer_encode(t, text, len, GM_TOK_PARSE_SPECIAL, &ids, &n));
+    size_t n_want = sizeof want / sizeof want[0];
+    int ok = ids_eq(ids, n, want, n_want);
+    CHECKF(ok, "Gemma 3 chat ids from %s", path);
+    if (!ok) {
+        print_ids("got ", ids, n);
+        print_ids("want", want, n_want);
+    }
+    size_t starts = 0, ends = 0;
+    for (size_t i = 0; i < n; i++) {
+        starts += ids[i] == 105;
+        ends += ids[i] == 106;
+    }
+    CHECK(n > 0 && ids[0] == 2 && starts == 4 && ends == 3);
+    /* decoding gives the text back, less <bos> (a control token decodes to nothing) */
+    char *back = NULL;
+    size_t blen = 0;
+    if (ids) CHECK_OK(gm_tokenizer_decode(t, ids, n, &back, &blen));
+    CHECKF(back && text && blen == len - 5 && !memcmp(back, text + 5, blen), "decode gave \"%s\"",
+           back ? back : "(null)");
+    free(back);
+    free(ids);
+    free(text);
+    gm_tokenizer_free(t);
+    printf("gemma3 chat (%s): ", path);
+    TEST_DONE();
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--gemma3-chat")) return gemma3_chat(argv[2]);
+    if (argc != 1) {
+        fprintf(stderr, "usage: test_tokenizer [--gemma3-chat TOKENIZER_FILE]\n");
+        return 2;
+    }
     snprintf(g_dir, sizeof g_dir, "/tmp/gm_tok_XXXXXX");
     if (!mkdtemp(g_dir)) {
         perror("mkdtemp");
@@ -467,11 +574,13 @@ int main(void) {
     test_hand_model();
     test_byte_fallback();
     test_tokenizer_json();
+    test_tokenizer_json_gemma3_style();
     gm_tokenizer *tiny = test_tiny();
     if (tiny) test_speed(tiny);
     gm_tokenizer_free(tiny);
     test_chat();
-    const char *files[] = {"hand.model", "bytes.model", "tokenizer.json", "prepend.json", "tokenizer.model"};
+    const char *files[] = {"hand.model", "bytes.model", "tokenizer.json", "prepend.json", "g3style.json",
+                           "tokenizer.model"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[256];
         snprintf(p, sizeof p, "%s/%s", g_dir, files[i]);

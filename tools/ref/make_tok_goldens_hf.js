@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // Encode every string of tests/data/tok_strings.jsonl with @lenml/tokenizers
 // (a JavaScript port of the transformers.js / HF tokenizers encoder) on Gemma's
-// HF tokenizer.json, add_special_tokens=false. Output, one line per string:
+// HF tokenizer.json (Gemma 1 or Gemma 3), add_special_tokens=false. Output, one line per string:
 //   {"ids":[...]}
 // This is a second opinion only; SentencePiece (make_tok_goldens.py) is the
 // ground truth.
 //
 // Usage: node tools/ref/make_tok_goldens_hf.js VOCAB_DIR STRINGS_JSONL OUT_JSONL
 //   VOCAB_DIR holds tokenizer.json and tokenizer_config.json
-//   (tools/ref/fetch_gemma_vocab.sh build/vocab -> build/vocab/gemma1).
+//   (tools/ref/fetch_gemma_vocab.sh build/vocab -> build/vocab/gemma1, build/vocab/gemma3):
+//     node tools/ref/make_tok_goldens_hf.js build/vocab/gemma1 tests/data/tok_strings.jsonl tests/golden/tok_gemma1_hf.jsonl
+//     node tools/ref/make_tok_goldens_hf.js build/vocab/gemma3 tests/data/tok_strings.jsonl tests/golden/tok_gemma3_hf.jsonl
+//   Nothing here is Gemma-version specific: @lenml/tokenizers also handles Gemma 3's Split
+//   pre-tokenizer and its merges written as [a, b] pairs.
 // @lenml/tokenizers is installed on first use into build/ref-node (ignored by
 // git), pinned below; set REF_NODE_DIR to use another directory.
 "use strict";
