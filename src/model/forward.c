@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tensor/matmul.h"
+#include "tensor/vec.h"
 
 #define GM_BATCH 128 /* default chunk of prompt tokens per pass */
 
@@ -175,6 +176,7 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     int ring = s->layer_ring[j->layer];
     int window = c->layer_global[j->layer] ? 0 : c->sliding_window;
     float cap = c->attn_softcap;
+    const gm_vec_ops *vo = gm_vec();
     for (size_t item = begin; item < end; item++) {
         int t = (int)(item / (size_t)H), h = (int)(item % (size_t)H);
         int kvh = h / group, p_last = j->pos0 + t; /* causal: keys up to the query's own position */
@@ -184,9 +186,7 @@ static void attention_task(void *ctx, int worker, int n_workers) {
         float mx = -INFINITY;
         for (int i = 0; i < n_keys; i++) {
             const float *k = kc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            float dot = 0;
-            for (int e = 0; e < hd; e++) dot += q[e] * k[e];
-            float v = dot * c->query_scale;
+            float v = vo->dot(q, k, hd) * c->query_scale;
             if (cap > 0) v = cap * tanhf(v / cap); /* Gemma 2: soft-cap before the mask and softmax */
             sc[i] = v;
             if (v > mx) mx = v;
@@ -201,8 +201,7 @@ static void attention_task(void *ctx, int worker, int n_workers) {
         memset(o, 0, sizeof(float) * (size_t)hd);
         for (int i = 0; i < n_keys; i++) {
             const float *v = vc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            float wgt = sc[i] * inv;
-            for (int e = 0; e < hd; e++) o[e] += wgt * v[e];
+            vo->axpy(o, sc[i] * inv, v, hd);
         }
     }
 }

@@ -1,0 +1,43 @@
+/* Scalar vector primitives and their run-time dispatch (see vec.h). The scalar dot keeps 8 partial
+ * sums so it vectorizes where the compiler may, and so its rounding resembles the SIMD versions'. */
+#include "tensor/vec.h"
+
+#include <stddef.h>
+
+#include "tensor/cpu.h"
+
+float gm_vec_dot_scalar(const float *a, const float *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void gm_vec_axpy_scalar(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const gm_vec_ops OPS[GM_ISA_COUNT] = {
+    [GM_ISA_SCALAR] = {gm_vec_dot_scalar, gm_vec_axpy_scalar},
+#ifdef GM_HAVE_X86
+    [GM_ISA_AVX2] = {gm_vec_dot_avx2, gm_vec_axpy_avx2},
+    [GM_ISA_AVX512] = {gm_vec_dot_avx512, gm_vec_axpy_avx512},
+#endif
+#ifdef GM_HAVE_NEON
+    [GM_ISA_NEON] = {gm_vec_dot_neon, gm_vec_axpy_neon},
+#endif
+};
+
+const gm_vec_ops *gm_vec(void) {
+    gm_isa isa = gm_cpu_isa();
+    return OPS[isa].dot ? &OPS[isa] : &OPS[GM_ISA_SCALAR];
+}
+
+const gm_vec_ops *gm_vec_for(const char *name) {
+    gm_isa isa;
+    if (!gm_cpu_isa_from_name(name, &isa) || !gm_cpu_isa_available(isa) || !OPS[isa].dot) return NULL;
+    return &OPS[isa];
+}
