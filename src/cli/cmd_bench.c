@@ -15,6 +15,7 @@ static const char *HELP =
     "  -r, --reps N         repetitions per test (default 3)\n"
     "  -t, --threads LIST   thread counts (default: all cores)\n"
     "  --mmap               map the checkpoint instead of reading it into memory\n"
+    "  --kv-ctx LIST        also report KV-cache memory at these context sizes (default 8192,32768)\n"
     "presets: gemma-2b, gemma-7b, tiny (exact shapes of the published configs)\n";
 
 static int parse_list(const char *s, long *out, int max) {
@@ -42,8 +43,8 @@ static int32_t rand_id(int vocab) {
 
 int cmd_bench(int argc, char **argv) {
     const char *C = "bench", *model = NULL, *preset = NULL, *dtype = "bf16";
-    long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3;
-    int n_pp = 2, n_tg = 2, n_th = 1, use_mmap = 0;
+    long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3, kv[16] = {8192, 32768};
+    int n_pp = 2, n_tg = 2, n_th = 1, n_kv = 2, use_mmap = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return CLI_OK; }
@@ -58,6 +59,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) ok = (n_tg = parse_list(v, tg, 16)) > 0 || !strcmp(v, "0");
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = (n_th = parse_list(v, th, 16)) > 0;
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) ok = cli_parse_int(v, 1, 1000, &reps);
+        else if (!strcmp(a, "--kv-ctx")) ok = (n_kv = parse_list(v, kv, 16)) > 0 || !strcmp(v, "0");
         else return cli_usage(C, "unknown option '%s'", a);
         if (!ok) return cli_usage(C, "bad value for %s: '%s'", a, v);
     }
@@ -120,6 +122,21 @@ int cmd_bench(int argc, char **argv) {
                 fflush(stdout);
             }
         }
+        gm_session_free(s);
+    }
+    /* KV-cache memory: sliding-window layers keep a ring, so only global layers grow with the context. */
+    for (int i = 0; i < n_kv && rc == CLI_OK; i++) {
+        size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+        double full = 2.0 * 4.0 * (double)c->n_layers * (double)kv[i] * (double)kvd / (1 << 20);
+        if (kv[i] > c->max_pos) {
+            printf("KV cache (f32) at %ld tokens: beyond the model's context of %d (a full cache would be %.0f MiB)\n",
+                   kv[i], c->max_pos, full);
+            continue;
+        }
+        gm_session *s = NULL;
+        if (gm_session_new(m, (int)kv[i], 1, &s)) { rc = cli_fail(C); break; }
+        printf("KV cache (f32) at %ld tokens: %.1f MiB (a full cache for every layer would be %.1f MiB)\n", kv[i],
+               (double)gm_session_cache_bytes(s) / (1 << 20), full);
         gm_session_free(s);
     }
     struct rusage ru;
