@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "base/membw.h"
 #include "cli/cli.h"
 
 static const char *HELP =
@@ -16,6 +17,8 @@ static const char *HELP =
     "  -t, --threads LIST   thread counts (default: all cores)\n"
     "  --mmap               map the checkpoint instead of reading it into memory\n"
     "  --kv-ctx LIST        also report KV-cache memory at these context sizes (default 8192,32768)\n"
+    "  --json               one JSON object per result line instead of the table\n"
+    "  --no-bw              skip the read-bandwidth probe (decode as a share of bandwidth)\n"
     "presets: gemma-2b, gemma-7b, tiny (exact shapes of the published configs)\n";
 
 static int parse_list(const char *s, long *out, int max) {
@@ -44,11 +47,13 @@ static int32_t rand_id(int vocab) {
 int cmd_bench(int argc, char **argv) {
     const char *C = "bench", *model = NULL, *preset = NULL, *dtype = "bf16";
     long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3, kv[16] = {8192, 32768};
-    int n_pp = 2, n_tg = 2, n_th = 1, n_kv = 2, use_mmap = 0;
+    int n_pp = 2, n_tg = 2, n_th = 1, n_kv = 2, use_mmap = 0, json = 0, probe_bw = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return CLI_OK; }
         if (!strcmp(a, "--mmap")) { use_mmap = 1; continue; }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "--no-bw")) { probe_bw = 0; continue; }
         if (!v) return cli_usage(C, "unknown option or missing value '%s'", a);
         i++;
         int ok = 1;
@@ -64,6 +69,9 @@ int cmd_bench(int argc, char **argv) {
         if (!ok) return cli_usage(C, "bad value for %s: '%s'", a, v);
     }
     if (!model == !preset) return cli_usage(C, "give exactly one of -m MODEL_DIR or --random PRESET");
+    /* Probe bandwidth before the model is loaded, so the probe's buffer does not raise the peak RSS. */
+    double bw_of[16] = {0};
+    for (int i = 0; i < n_th && probe_bw && n_tg > 0; i++) bw_of[i] = gm_read_bandwidth((int)th[i], (size_t)1 << 30, 3);
     gm_model *m = NULL;
     double t0 = cli_now();
     if (preset) {
@@ -86,9 +94,13 @@ int cmd_bench(int argc, char **argv) {
     if (!ids) { gm_model_free(m); return CLI_RUNTIME; }
     char label[64];
     snprintf(label, sizeof label, "%s %s", preset ? preset : "gemma", preset ? dtype : "");
-    printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "model", "size", "params", "threads", "test", "t/s");
-    printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "------------------", "---------", "--------", "-------", "-------",
-           "----------------");
+    if (!json) {
+        printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "model", "size", "params", "threads", "test", "t/s");
+        printf("| %-18s | %9s | %8s | %7s | %7s | %16s |\n", "------------------", "---------", "--------", "-------",
+               "-------", "----------------");
+    }
+    char notes[16][256];
+    int n_notes = 0;
     int rc = CLI_OK;
     for (int ti = 0; ti < n_th && rc == CLI_OK; ti++) {
         gm_session *s = NULL;
@@ -113,35 +125,78 @@ int cmd_bench(int argc, char **argv) {
                     sum += tps, sum2 += tps * tps;
                 }
                 if (rc != CLI_OK) break;
-                double mean = sum / (double)reps, var = sum2 / (double)reps - mean * mean;
+                double mean = sum / (double)reps, var = sum2 / (double)reps - mean * mean, sd = var > 0 ? sqrt(var) : 0.0;
                 char test[16];
                 snprintf(test, sizeof test, "%s%ld", kind == 0 ? "pp" : "tg", len);
-                printf("| %-18s | %6.2f GB | %6.2f B | %7ld | %7s | %7.2f ± %6.2f |\n", label,
-                       (double)gm_model_weight_bytes(m) / 1e9, (double)gm_model_n_params(m) / 1e9, th[ti], test, mean,
-                       var > 0 ? sqrt(var) : 0.0);
+                /* Decode reads every weight once per token, plus the keys and values each layer attends to. */
+                double bytes_tok = 0, bw = 0;
+                if (kind == 1) {
+                    double kv = 0;
+                    size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
+                    for (long p = 0; p < len; p++)
+                        for (int l = 0; l < c->n_layers; l++) {
+                            long seen = p + 1;
+                            if (!c->layer_global[l] && c->sliding_window > 0 && seen > c->sliding_window) seen = c->sliding_window;
+                            kv += 2.0 * 4.0 * (double)kvd * (double)seen;
+                        }
+                    bytes_tok = (double)gm_model_weight_bytes(m) + kv / (double)len;
+                    bw = bw_of[ti];
+                }
+                if (json) {
+                    printf("{\"model\": \"%s\", \"size_bytes\": %llu, \"params\": %llu, \"threads\": %ld, \"test\": \"%s\", "
+                           "\"tokens_per_s\": %.4f, \"sd\": %.4f, \"reps\": %ld",
+                           label, (unsigned long long)gm_model_weight_bytes(m), (unsigned long long)gm_model_n_params(m),
+                           th[ti], test, mean, sd, reps);
+                    if (kind == 1) printf(", \"bytes_per_token\": %.0f", bytes_tok);
+                    if (bw > 0) printf(", \"read_bandwidth_gbs\": %.2f, \"bandwidth_share\": %.4f", bw, mean * bytes_tok / 1e9 / bw);
+                    printf("}\n");
+                } else {
+                    printf("| %-18s | %6.2f GB | %6.2f B | %7ld | %7s | %7.2f ± %6.2f |\n", label,
+                           (double)gm_model_weight_bytes(m) / 1e9, (double)gm_model_n_params(m) / 1e9, th[ti], test, mean, sd);
+                    if (kind == 1 && n_notes < 16)
+                        snprintf(notes[n_notes++], sizeof notes[0],
+                                 "%s, %ld threads: %.3f GB read per token, %.1f GB/s%s%.1f%% of the measured %.1f GB/s read bandwidth",
+                                 test, th[ti], bytes_tok / 1e9, mean * bytes_tok / 1e9, bw > 0 ? " = " : "",
+                                 bw > 0 ? 100.0 * mean * bytes_tok / 1e9 / bw : 0.0, bw);
+                }
                 fflush(stdout);
             }
         }
         gm_session_free(s);
+    }
+    for (int i = 0; i < n_notes; i++) {
+        char *cut = strstr(notes[i], ", 0.0% of the measured 0.0 GB/s read bandwidth");
+        if (cut) *cut = 0; /* no probe */
+        printf("%s\n", notes[i]);
     }
     /* KV-cache memory: sliding-window layers keep a ring, so only global layers grow with the context. */
     for (int i = 0; i < n_kv && rc == CLI_OK; i++) {
         size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
         double full = 2.0 * 4.0 * (double)c->n_layers * (double)kv[i] * (double)kvd / (1 << 20);
         if (kv[i] > c->max_pos) {
+            if (json) {
+                printf("{\"kv_cache_tokens\": %ld, \"beyond_context\": %d, \"full_cache_bytes\": %.0f}\n", kv[i], c->max_pos,
+                       full * (1 << 20));
+                continue;
+            }
             printf("KV cache (f32) at %ld tokens: beyond the model's context of %d (a full cache would be %.0f MiB)\n",
                    kv[i], c->max_pos, full);
             continue;
         }
         gm_session *s = NULL;
         if (gm_session_new(m, (int)kv[i], 1, &s)) { rc = cli_fail(C); break; }
-        printf("KV cache (f32) at %ld tokens: %.1f MiB (a full cache for every layer would be %.1f MiB)\n", kv[i],
-               (double)gm_session_cache_bytes(s) / (1 << 20), full);
+        if (json)
+            printf("{\"kv_cache_tokens\": %ld, \"kv_cache_bytes\": %zu, \"full_cache_bytes\": %.0f}\n", kv[i],
+                   gm_session_cache_bytes(s), full * (1 << 20));
+        else
+            printf("KV cache (f32) at %ld tokens: %.1f MiB (a full cache for every layer would be %.1f MiB)\n", kv[i],
+                   (double)gm_session_cache_bytes(s) / (1 << 20), full);
         gm_session_free(s);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("peak RSS %.2f GB\n", (double)ru.ru_maxrss * 1024.0 / 1e9);
+    if (json) printf("{\"peak_rss_bytes\": %.0f}\n", (double)ru.ru_maxrss * 1024.0);
+    else printf("peak RSS %.2f GB\n", (double)ru.ru_maxrss * 1024.0 / 1e9);
     free(ids);
     gm_model_free(m);
     return rc;
