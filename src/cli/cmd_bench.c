@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/membw.h"
 #include "cli/cli.h"
@@ -44,6 +46,24 @@ static int32_t rand_id(int vocab) {
     return (int32_t)(rng_state % (uint64_t)vocab);
 }
 
+static double probe_in_child(int threads) {
+    int fd[2];
+    if (pipe(fd) != 0) return 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        double bw = gm_read_bandwidth(threads, (size_t)1 << 30, 3);
+        ssize_t w = write(fd[1], &bw, sizeof bw);
+        _exit(w == (ssize_t)sizeof bw ? 0 : 1);
+    }
+    close(fd[1]);
+    double bw = 0;
+    if (pid < 0 || read(fd[0], &bw, sizeof bw) != (ssize_t)sizeof bw) bw = 0;
+    close(fd[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return bw;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *C = "bench", *model = NULL, *preset = NULL, *dtype = "bf16";
     long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3, kv[16] = {8192, 32768};
@@ -69,9 +89,9 @@ int cmd_bench(int argc, char **argv) {
         if (!ok) return cli_usage(C, "bad value for %s: '%s'", a, v);
     }
     if (!model == !preset) return cli_usage(C, "give exactly one of -m MODEL_DIR or --random PRESET");
-    /* Probe bandwidth before the model is loaded, so the probe's buffer does not raise the peak RSS. */
+    /* Probe bandwidth in a child process, so the probe's buffer does not count in our peak RSS. */
     double bw_of[16] = {0};
-    for (int i = 0; i < n_th && probe_bw && n_tg > 0; i++) bw_of[i] = gm_read_bandwidth((int)th[i], (size_t)1 << 30, 3);
+    for (int i = 0; i < n_th && probe_bw && n_tg > 0; i++) bw_of[i] = probe_in_child((int)th[i]);
     gm_model *m = NULL;
     double t0 = cli_now();
     if (preset) {
