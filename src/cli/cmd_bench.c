@@ -216,7 +216,7 @@ int cmd_bench(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     if (json) printf("{\"peak_rss_bytes\": %.0f}\n", (double)ru.ru_maxrss * 1024.0);
-    else printf("peak RSS %.2f GB\n", (double)ru.ru_maxrss * 1024.0 / 1e9);
+    else printf("peak RSS %.1f MB\n", (double)ru.ru_maxrss * 1024.0 / 1e6);
     free(ids);
     gm_model_free(m);
     return rc;
