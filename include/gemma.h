@@ -84,6 +84,15 @@ int gm_model_tensor_info(const gm_model *m, int i, const char **name, const char
 
 /* A session owns the KV cache and activations for one sequence of up to n_ctx tokens. */
 gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out);
+
+typedef struct gm_session_params {
+    int n_ctx;     /* tokens the session can hold (<= the model's context) */
+    int n_threads;
+    int batch;     /* prompt tokens per forward pass (prefill chunk), default 128 */
+    int kv_bf16;   /* 1: keep the KV cache in bf16 (half the memory, ~0.4% rounding of keys and values) */
+} gm_session_params;
+gm_session_params gm_session_params_default(int n_ctx, int n_threads);
+gm_status gm_session_new_ex(gm_model *m, const gm_session_params *p, gm_session **out);
 void gm_session_free(gm_session *s);
 void gm_session_reset(gm_session *s);
 int gm_session_pos(const gm_session *s);

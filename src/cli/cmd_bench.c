@@ -20,6 +20,7 @@ static const char *HELP =
     "  --mmap               map the checkpoint instead of reading it into memory\n"
     "  --kv-ctx LIST        also report KV-cache memory at these context sizes (default 8192,32768)\n"
     "  --json               one JSON object per result line instead of the table\n"
+    "  --cache-type T       KV cache f32 (default) or bf16\n"
     "  --no-bw              skip the read-bandwidth probe (decode as a share of bandwidth)\n"
     "presets: gemma-2b, gemma-7b, tiny (exact shapes of the published configs)\n";
 
@@ -67,7 +68,7 @@ static double probe_in_child(int threads) {
 int cmd_bench(int argc, char **argv) {
     const char *C = "bench", *model = NULL, *preset = NULL, *dtype = "bf16";
     long pp[16] = {128, 512}, tg[16] = {64, 128}, th[16] = {cli_default_threads()}, reps = 3, kv[16] = {8192, 32768};
-    int n_pp = 2, n_tg = 2, n_th = 1, n_kv = 2, use_mmap = 0, json = 0, probe_bw = 1;
+    int n_pp = 2, n_tg = 2, n_th = 1, n_kv = 2, use_mmap = 0, json = 0, probe_bw = 1, kv_bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return CLI_OK; }
@@ -80,6 +81,7 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--random")) preset = v;
         else if (!strcmp(a, "--dtype")) dtype = v;
+        else if (!strcmp(a, "--cache-type")) ok = !strcmp(v, "f32") || (kv_bf16 = !strcmp(v, "bf16"));
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) ok = (n_pp = parse_list(v, pp, 16)) > 0 || !strcmp(v, "0");
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) ok = (n_tg = parse_list(v, tg, 16)) > 0 || !strcmp(v, "0");
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = (n_th = parse_list(v, th, 16)) > 0;
@@ -124,7 +126,9 @@ int cmd_bench(int argc, char **argv) {
     int rc = CLI_OK;
     for (int ti = 0; ti < n_th && rc == CLI_OK; ti++) {
         gm_session *s = NULL;
-        if (gm_session_new(m, (int)max_len, (int)th[ti], &s)) { rc = cli_fail(C); break; }
+        gm_session_params sp = gm_session_params_default((int)max_len, (int)th[ti]);
+        sp.kv_bf16 = kv_bf16;
+        if (gm_session_new_ex(m, &sp, &s)) { rc = cli_fail(C); break; }
         for (int kind = 0; kind < 2 && rc == CLI_OK; kind++) {
             int n_tests = kind == 0 ? n_pp : n_tg;
             for (int k = 0; k < n_tests && rc == CLI_OK; k++) {
@@ -157,7 +161,7 @@ int cmd_bench(int argc, char **argv) {
                         for (int l = 0; l < c->n_layers; l++) {
                             long seen = p + 1;
                             if (!c->layer_global[l] && c->sliding_window > 0 && seen > c->sliding_window) seen = c->sliding_window;
-                            kv += 2.0 * 4.0 * (double)kvd * (double)seen;
+                            kv += 2.0 * (kv_bf16 ? 2.0 : 4.0) * (double)kvd * (double)seen;
                         }
                     bytes_tok = (double)gm_model_weight_bytes(m) + kv / (double)len;
                     bw = bw_of[ti];
@@ -204,12 +208,15 @@ int cmd_bench(int argc, char **argv) {
             continue;
         }
         gm_session *s = NULL;
-        if (gm_session_new(m, (int)kv[i], 1, &s)) { rc = cli_fail(C); break; }
+        gm_session_params sp = gm_session_params_default((int)kv[i], 1);
+        sp.kv_bf16 = kv_bf16;
+        if (gm_session_new_ex(m, &sp, &s)) { rc = cli_fail(C); break; }
         if (json)
             printf("{\"kv_cache_tokens\": %ld, \"kv_cache_bytes\": %zu, \"full_cache_bytes\": %.0f}\n", kv[i],
                    gm_session_cache_bytes(s), full * (1 << 20));
         else
-            printf("KV cache (f32) at %ld tokens: %.1f MiB (a full cache for every layer would be %.1f MiB)\n", kv[i],
+            printf("KV cache (%s) at %ld tokens: %.1f MiB (a full f32 cache for every layer would be %.1f MiB)\n",
+                   kv_bf16 ? "bf16" : "f32", kv[i],
                    (double)gm_session_cache_bytes(s) / (1 << 20), full);
         gm_session_free(s);
     }

@@ -10,6 +10,7 @@
 
 static const char *HELP =
     "usage: gemma chat -m MODEL_DIR [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [-t N] [-c CTX] [--mmap]\n"
+    "                  [--cache-type f32|bf16]\n"
     "  reads one user message per line from stdin; an empty line or end of input ends the chat\n";
 
 typedef struct {
@@ -31,7 +32,7 @@ int cmd_chat(int argc, char **argv) {
     long n_predict = 512, threads = cli_default_threads(), ctx = 4096, top_k = 40;
     double temp = 0.8, top_p = 0.95;
     unsigned long long seed = (unsigned long long)time(NULL);
-    int use_mmap = 0;
+    int use_mmap = 0, kv_bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(HELP, stdout); return CLI_OK; }
@@ -48,6 +49,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { char *e; seed = strtoull(v, &e, 10); ok = !*e && *v; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = cli_parse_int(v, 1, 256, &threads);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) ok = cli_parse_int(v, 16, 1 << 24, &ctx);
+        else if (!strcmp(a, "--cache-type")) ok = !strcmp(v, "f32") || (kv_bf16 = !strcmp(v, "bf16"));
         else return cli_usage(C, "unknown option '%s'", a);
         if (!ok) return cli_usage(C, "bad value for %s: '%s'", a, v);
     }
@@ -66,7 +68,9 @@ int cmd_chat(int argc, char **argv) {
     }
     const gm_config *cfg = gm_model_config(m);
     if (ctx > cfg->max_pos) ctx = cfg->max_pos;
-    if (gm_session_new(m, (int)ctx, (int)threads, &s)) goto fail;
+    gm_session_params sprm = gm_session_params_default((int)ctx, (int)threads);
+    sprm.kv_bf16 = kv_bf16;
+    if (gm_session_new_ex(m, &sprm, &s)) goto fail;
     gm_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, seed};
     if (gm_sampler_new(&sp, cfg->vocab_size, &smp)) goto fail;
     int32_t stop[2] = {cfg->eos_id, gm_tokenizer_piece_id(tok, "<end_of_turn>")};

@@ -18,6 +18,7 @@ static const char *HELP =
     "  --chat              wrap the prompt in Gemma's chat turn format\n"
     "  --output-ids        print the generated ids as one JSON array instead of text\n"
     "  -c, --ctx N         context size (default: prompt + N, at most the model's)\n"
+    "  --cache-type T      KV cache f32 (default) or bf16 (half the memory)\n"
     "  --mmap | --no-mmap  map the weights or read them into memory (default --no-mmap)\n"
     "  -q, --quiet         no progress on stderr\n";
 
@@ -42,7 +43,7 @@ int cmd_generate(int argc, char **argv) {
     long n_predict = 128, threads = cli_default_threads(), ctx = 0, top_k = 40;
     double temp = 0.8, top_p = 0.95;
     unsigned long long seed = (unsigned long long)time(NULL);
-    int seed_given = 0, chat = 0, output_ids = 0, use_mmap = 0, quiet = 0;
+    int seed_given = 0, chat = 0, output_ids = 0, use_mmap = 0, quiet = 0, kv_bf16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -76,6 +77,10 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx")) {
             NEED_ARG();
             if (!cli_parse_int(v, 1, 1 << 24, &ctx)) return cli_usage(C, "bad value for %s: '%s'", a, v);
+        } else if (!strcmp(a, "--cache-type")) {
+            NEED_ARG();
+            if (strcmp(v, "f32") && strcmp(v, "bf16")) return cli_usage(C, "--cache-type must be f32 or bf16");
+            kv_bf16 = !strcmp(v, "bf16");
         } else if (!strcmp(a, "--chat")) chat = 1;
         else if (!strcmp(a, "--output-ids")) output_ids = 1;
         else if (!strcmp(a, "--mmap")) use_mmap = 1;
@@ -130,7 +135,9 @@ int cmd_generate(int argc, char **argv) {
     }
     long n_ctx = ctx ? ctx : (long)n_prompt + n_predict;
     if (n_ctx > limit) n_ctx = limit;
-    if (gm_session_new(m, (int)n_ctx, (int)threads, &s)) goto fail;
+    gm_session_params sprm = gm_session_params_default((int)n_ctx, (int)threads);
+    sprm.kv_bf16 = kv_bf16;
+    if (gm_session_new_ex(m, &sprm, &s)) goto fail;
     gm_sampler_params sp = {(float)temp, (int)top_k, (float)top_p, seed};
     if (gm_sampler_new(&sp, cfg->vocab_size, &smp)) goto fail;
     if (!quiet && !seed_given && temp > 0) fprintf(stderr, "seed %llu\n", seed);

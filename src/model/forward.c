@@ -11,7 +11,6 @@
 #include "base/error.h"
 #include "base/threads.h"
 #include "model/model.h"
-#include "model/session.h"
 #include "tensor/matmul.h"
 #include "tensor/vec.h"
 
@@ -24,7 +23,8 @@ struct gm_session {
     /* activations for one chunk: [GM_BATCH, width] */
     float *x, *xn, *q, *k, *v, *att, *proj, *gate, *up;
     float *logits;           /* [vocab]: the last position's logits */
-    float *kcache, *vcache;  /* per layer [ring][n_kv_heads * head_dim], at layer_off[l] */
+    void *kcache, *vcache;   /* per layer [ring][n_kv_heads * head_dim] f32 or bf16, at layer_off[l] elements */
+    int kv_bf16;
     size_t *layer_off;       /* offset of layer l's cache, in floats */
     int *layer_ring;         /* positions layer l keeps: n_ctx (global) or W + batch - 1 (sliding) */
     size_t cache_floats;
@@ -42,20 +42,27 @@ static void *xalloc(size_t n_floats) {
 void gm_session_free(gm_session *s) {
     if (!s) return;
     gm_pool_free(s->pool);
-    float *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up, s->logits,
-                     s->kcache, s->vcache, s->rope_cos, s->rope_sin, s->scores};
+    void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up, s->logits,
+                    s->kcache, s->vcache, s->rope_cos, s->rope_sin, s->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s->layer_off);
     free(s->layer_ring);
     free(s);
 }
 
-gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out) {
-    return gm_session_new_batched(m, n_ctx, n_threads, GM_BATCH, out);
+gm_session_params gm_session_params_default(int n_ctx, int n_threads) {
+    gm_session_params p = {n_ctx, n_threads, GM_BATCH, 0};
+    return p;
 }
 
-gm_status gm_session_new_batched(gm_model *m, int n_ctx, int n_threads, int batch, gm_session **out) {
+gm_status gm_session_new(gm_model *m, int n_ctx, int n_threads, gm_session **out) {
+    gm_session_params p = gm_session_params_default(n_ctx, n_threads);
+    return gm_session_new_ex(m, &p, out);
+}
+
+gm_status gm_session_new_ex(gm_model *m, const gm_session_params *prm, gm_session **out) {
     *out = NULL;
+    int n_ctx = prm->n_ctx, n_threads = prm->n_threads, batch = prm->batch;
     if (batch < 1 || batch > 4096) return gm_fail(GM_ERR_ARG, "batch size %d is outside 1..4096", batch);
     const gm_config *c = &m->cfg;
     if (n_ctx <= 0 || n_ctx > c->max_pos)
@@ -67,6 +74,7 @@ gm_status gm_session_new_batched(gm_model *m, int n_ctx, int n_threads, int batc
     s->m = m;
     s->n_ctx = n_ctx;
     s->batch = batch;
+    s->kv_bf16 = prm->kv_bf16 != 0;
     s->pool = gm_pool_new(n_threads);
     size_t B = (size_t)batch, d = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->ffn_size, half = (size_t)c->head_dim / 2;
@@ -90,14 +98,15 @@ gm_status gm_session_new_batched(gm_model *m, int n_ctx, int n_threads, int batc
     s->q = xalloc(B * qd), s->att = xalloc(B * qd), s->k = xalloc(B * kvd), s->v = xalloc(B * kvd);
     s->gate = xalloc(B * f), s->up = xalloc(B * f);
     s->logits = xalloc((size_t)c->vocab_size);
-    s->kcache = xalloc(cache), s->vcache = xalloc(cache);
+    size_t kv_floats = s->kv_bf16 ? (cache + 1) / 2 : cache; /* xalloc counts floats */
+    s->kcache = xalloc(kv_floats), s->vcache = xalloc(kv_floats);
     s->rope_cos = xalloc(2 * (size_t)n_ctx * half), s->rope_sin = xalloc(2 * (size_t)n_ctx * half);
     s->scores = xalloc((size_t)n_threads * (size_t)n_ctx);
     if (!s->pool || !s->x || !s->xn || !s->proj || !s->q || !s->att || !s->k || !s->v || !s->gate || !s->up ||
         !s->logits || !s->kcache || !s->vcache || !s->rope_cos || !s->rope_sin || !s->scores) {
         gm_session_free(s);
         return gm_fail(GM_ERR_NOMEM, "cannot allocate a session of %d tokens (KV cache %.1f MiB)", n_ctx,
-                       2.0 * (double)cache * 4 / (1 << 20));
+                       2.0 * (double)cache * (s->kv_bf16 ? 2 : 4) / (1 << 20));
     }
     /* Rotary tables in double: theta^(-2i/hd) computed in f32 drifts visibly at long positions.
      * Local layers use rope_local_theta unscaled; global layers rope_theta with linear scaling. */
@@ -122,7 +131,7 @@ void gm_session_reset(gm_session *s) {
 }
 int gm_session_pos(const gm_session *s) { return s->pos; }
 int gm_session_n_ctx(const gm_session *s) { return s->n_ctx; }
-size_t gm_session_cache_bytes(const gm_session *s) { return 2 * s->cache_floats * sizeof(float); }
+size_t gm_session_cache_bytes(const gm_session *s) { return 2 * s->cache_floats * (s->kv_bf16 ? 2 : sizeof(float)); }
 const float *gm_session_logits(const gm_session *s) { return s->have_logits ? s->logits : NULL; }
 
 /* ---- elementwise ops --------------------------------------------------------------------------- */
@@ -171,8 +180,10 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     size_t begin, end;
     gm_pool_chunk((size_t)j->T * (size_t)H, 1, worker, n_workers, &begin, &end);
     float *sc = s->scores + (size_t)worker * (size_t)s->n_ctx;
-    const float *kc = s->kcache + s->layer_off[j->layer];
-    const float *vc = s->vcache + s->layer_off[j->layer];
+    const float *kc = (const float *)s->kcache + s->layer_off[j->layer];
+    const float *vc = (const float *)s->vcache + s->layer_off[j->layer];
+    const uint16_t *kh = (const uint16_t *)s->kcache + s->layer_off[j->layer];
+    const uint16_t *vh = (const uint16_t *)s->vcache + s->layer_off[j->layer];
     int ring = s->layer_ring[j->layer];
     int window = c->layer_global[j->layer] ? 0 : c->sliding_window;
     float cap = c->attn_softcap;
@@ -185,8 +196,8 @@ static void attention_task(void *ctx, int worker, int n_workers) {
         const float *q = s->q + (size_t)t * (size_t)H * hd + (size_t)h * hd;
         float mx = -INFINITY;
         for (int i = 0; i < n_keys; i++) {
-            const float *k = kc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            float v = vo->dot(q, k, hd) * c->query_scale;
+            size_t at = (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
+            float v = (s->kv_bf16 ? vo->dot_bf16(q, kh + at, hd) : vo->dot(q, kc + at, hd)) * c->query_scale;
             if (cap > 0) v = cap * tanhf(v / cap); /* Gemma 2: soft-cap before the mask and softmax */
             sc[i] = v;
             if (v > mx) mx = v;
@@ -200,8 +211,9 @@ static void attention_task(void *ctx, int worker, int n_workers) {
         float *o = s->att + (size_t)t * (size_t)H * hd + (size_t)h * hd;
         memset(o, 0, sizeof(float) * (size_t)hd);
         for (int i = 0; i < n_keys; i++) {
-            const float *v = vc + (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            vo->axpy(o, sc[i] * inv, v, hd);
+            size_t at = (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
+            if (s->kv_bf16) vo->axpy_bf16(o, sc[i] * inv, vh + at, hd);
+            else vo->axpy(o, sc[i] * inv, vc + at, hd);
         }
     }
 }
@@ -245,7 +257,8 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
         mm(s, s->q, s->xn, &L->wq, T);
         mm(s, s->k, s->xn, &L->wk, T);
         mm(s, s->v, s->xn, &L->wv, T);
-        float *kc = s->kcache + s->layer_off[l], *vc = s->vcache + s->layer_off[l];
+        float *kc = (float *)s->kcache + s->layer_off[l], *vc = (float *)s->vcache + s->layer_off[l];
+        uint16_t *kh = (uint16_t *)s->kcache + s->layer_off[l], *vh = (uint16_t *)s->vcache + s->layer_off[l];
         int ring = s->layer_ring[l];
         const float *rc = s->rope_cos + (c->layer_global[l] ? (size_t)s->n_ctx * half : 0);
         const float *rsn = s->rope_sin + (c->layer_global[l] ? (size_t)s->n_ctx * half : 0);
@@ -259,8 +272,14 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
             const float *cs = rc + (size_t)p * half, *sn = rsn + (size_t)p * half;
             for (int h = 0; h < H; h++) rope(qt + (size_t)h * hd, cs, sn, half);
             for (int h = 0; h < K; h++) rope(kt + (size_t)h * hd, cs, sn, half);
-            memcpy(kc + (size_t)(p % ring) * kvd, kt, sizeof(float) * (size_t)kvd);
-            memcpy(vc + (size_t)(p % ring) * kvd, s->v + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
+            size_t slot = (size_t)(p % ring) * kvd;
+            if (s->kv_bf16) {
+                for (int e = 0; e < kvd; e++) kh[slot + e] = gm_f32_to_bf16(kt[e]);
+                for (int e = 0; e < kvd; e++) vh[slot + e] = gm_f32_to_bf16(s->v[(size_t)t * kvd + e]);
+            } else {
+                memcpy(kc + slot, kt, sizeof(float) * (size_t)kvd);
+                memcpy(vc + slot, s->v + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
+            }
         }
         attn_job aj = {s, l, T, pos0};
         gm_pool_run(s->pool, attention_task, &aj);

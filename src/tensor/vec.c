@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "tensor/cpu.h"
+#include "tensor/dtype.h"
 
 float gm_vec_dot_scalar(const float *a, const float *b, int n) {
     float acc[8] = {0};
@@ -20,14 +21,28 @@ void gm_vec_axpy_scalar(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+float gm_vec_dot_bf16_scalar(const float *a, const uint16_t *b, int n) {
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * gm_bf16_to_f32(b[i + k]);
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * gm_bf16_to_f32(b[i]);
+    return s;
+}
+
+void gm_vec_axpy_bf16_scalar(float *y, float a, const uint16_t *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * gm_bf16_to_f32(x[i]);
+}
+
 static const gm_vec_ops OPS[GM_ISA_COUNT] = {
-    [GM_ISA_SCALAR] = {gm_vec_dot_scalar, gm_vec_axpy_scalar},
+    [GM_ISA_SCALAR] = {gm_vec_dot_scalar, gm_vec_axpy_scalar, gm_vec_dot_bf16_scalar, gm_vec_axpy_bf16_scalar},
 #ifdef GM_HAVE_X86
-    [GM_ISA_AVX2] = {gm_vec_dot_avx2, gm_vec_axpy_avx2},
-    [GM_ISA_AVX512] = {gm_vec_dot_avx512, gm_vec_axpy_avx512},
+    [GM_ISA_AVX2] = {gm_vec_dot_avx2, gm_vec_axpy_avx2, gm_vec_dot_bf16_avx2, gm_vec_axpy_bf16_avx2},
+    [GM_ISA_AVX512] = {gm_vec_dot_avx512, gm_vec_axpy_avx512, gm_vec_dot_bf16_avx512, gm_vec_axpy_bf16_avx512},
 #endif
 #ifdef GM_HAVE_NEON
-    [GM_ISA_NEON] = {gm_vec_dot_neon, gm_vec_axpy_neon},
+    [GM_ISA_NEON] = {gm_vec_dot_neon, gm_vec_axpy_neon, gm_vec_dot_bf16_neon, gm_vec_axpy_bf16_neon},
 #endif
 };
 

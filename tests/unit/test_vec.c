@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/dtype.h"
 #include "tensor/vec.h"
 #include "testlib.h"
 
@@ -38,6 +39,25 @@ int main(void) {
                 ok &= y1[i] == want || y1[i] == plain;
             }
             CHECKF(ok, "%s axpy n=%d", isas[k], n);
+            /* bf16 operands: widening is exact, so the same bounds hold against the widened values */
+            uint16_t bh[600];
+            for (int i = 0; i < n; i++) bh[i] = gm_f32_to_bf16(b[i]);
+            double exh = 0, magh = 0;
+            for (int i = 0; i < n; i++) {
+                double bi = gm_bf16_to_f32(bh[i]);
+                exh += (double)a[i] * bi, magh += fabs((double)a[i] * bi);
+            }
+            float dh = v->dot_bf16(a, bh, n);
+            CHECKF(fabs(dh - exh) <= 1e-6 * magh + 1e-30, "%s dot_bf16 n=%d: %g vs %g", isas[k], n, dh, exh);
+            memcpy(y1, y0, sizeof y1);
+            v->axpy_bf16(y1, 0.37f, bh, n);
+            ok = 1;
+            for (int i = 0; i < 600; i++) {
+                float xi = i < n ? gm_bf16_to_f32(bh[i]) : 0;
+                float want = i < n ? fmaf(0.37f, xi, y0[i]) : y0[i], plain = i < n ? y0[i] + 0.37f * xi : y0[i];
+                ok &= y1[i] == want || y1[i] == plain;
+            }
+            CHECKF(ok, "%s axpy_bf16 n=%d", isas[k], n);
         }
     }
     CHECK(tested >= 1);
