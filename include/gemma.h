@@ -97,6 +97,10 @@ void gm_session_free(gm_session *s);
 void gm_session_reset(gm_session *s);
 int gm_session_pos(const gm_session *s);
 int gm_session_n_ctx(const gm_session *s);
+/* Rewind to an earlier position (e.g. to score several continuations of one shared prompt): later
+ * positions are forgotten. With sliding-window layers, at most (prefill chunk - 1) positions past the
+ * new end may have been written since; otherwise GM_ERR_ARG. Logits must be recomputed after it. */
+gm_status gm_session_truncate(gm_session *s, int pos);
 /* Bytes held by the KV cache (sliding-window layers keep only a ring of recent positions). */
 size_t gm_session_cache_bytes(const gm_session *s);
 /* Run n tokens through the model at the current position (batched prefill when n > 1).

@@ -20,6 +20,7 @@ struct gm_session {
     gm_model *m;
     gm_pool *pool;
     int n_ctx, pos, batch;
+    int high;                /* highest position written since the last reset + 1 (for truncation checks) */
     /* activations for one chunk: [GM_BATCH, width] */
     float *x, *xn, *q, *k, *v, *att, *proj, *gate, *up;
     float *logits;           /* [vocab]: the last position's logits */
@@ -127,7 +128,25 @@ gm_status gm_session_new_ex(gm_model *m, const gm_session_params *prm, gm_sessio
 
 void gm_session_reset(gm_session *s) {
     s->pos = 0;
+    s->high = 0;
     s->have_logits = 0;
+}
+
+gm_status gm_session_truncate(gm_session *s, int pos) {
+    if (pos < 0 || pos > s->pos) return gm_fail(GM_ERR_ARG, "cannot truncate a session at %d to %d", s->pos, pos);
+    /* A sliding layer's ring slot for position p is reused by p + ring: positions pos-W+1..pos-1 must not
+     * have been overwritten by anything written since. */
+    const gm_config *c = &s->m->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        if (s->layer_ring[l] >= s->n_ctx) continue;
+        if (s->high - 1 - pos > s->layer_ring[l] - c->sliding_window)
+            return gm_fail(GM_ERR_ARG,
+                           "cannot rewind from %d to %d: the sliding-window cache keeps only %d positions past the window",
+                           s->high, pos, s->layer_ring[l] - c->sliding_window);
+    }
+    s->pos = pos;
+    s->have_logits = 0; /* the logits belong to the old last position */
+    return GM_OK;
 }
 int gm_session_pos(const gm_session *s) { return s->pos; }
 int gm_session_n_ctx(const gm_session *s) { return s->n_ctx; }
@@ -310,6 +329,7 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
         softcap(s->logits, (size_t)c->vocab_size, c->final_softcap);
     }
     s->pos += T;
+    if (s->pos > s->high) s->high = s->pos;
     s->have_logits = out_logits || want_logits;
 }
 

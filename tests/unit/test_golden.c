@@ -162,6 +162,31 @@ static void check_case(const char *name) {
             }
         }
 
+        /* 4d. rewinding: truncate to T-5 and feed the last 5 tokens again, as eval scoring of several
+         * continuations of one prompt does; a rewind the sliding-window ring cannot honour is an error. */
+        if (T > 5 && s) {
+            gm_session_reset(s);
+            CHECK_OK(gm_session_eval(s, ids, T, NULL));
+            CHECK_OK(gm_session_truncate(s, T - 5));
+            CHECK(gm_session_pos(s) == T - 5 && gm_session_logits(s) == NULL);
+            CHECK_OK(gm_session_eval(s, ids + T - 5, 5, NULL));
+            double rt = max_diff(gm_session_logits(s), ours + (size_t)(T - 1) * V, (size_t)V) /
+                        max_abs(ours + (size_t)(T - 1) * V, (size_t)V);
+            CHECKF(rt <= 1e-4, "%s prompt %zu: truncate + re-eval differs by %.3g", name, pi, rt);
+            if (c->sliding_window > 0 && T > 3 * c->sliding_window) {
+                gm_session *sw = NULL;
+                gm_session_params sp = gm_session_params_default(c->max_pos, 1);
+                sp.batch = 4; /* ring = W + 3: rewinding more than 3 positions must be refused */
+                CHECK_OK(gm_session_new_ex(m, &sp, &sw));
+                if (sw) {
+                    CHECK_OK(gm_session_eval(sw, ids, T, NULL));
+                    CHECK(gm_session_truncate(sw, T - 10) == GM_ERR_ARG);
+                    CHECK_OK(gm_session_truncate(sw, T - 3));
+                    gm_session_free(sw);
+                }
+            }
+        }
+
         /* 5. greedy continuation of 20 tokens, identical ids */
         if (s) {
             gm_session_reset(s);
