@@ -163,8 +163,9 @@ typedef struct gm_chat_message {
 /* Render a conversation in Gemma's turn format (starts with "<bos>"; with add_generation_prompt ends with
  * "<start_of_turn>model\n"). Content is trimmed like the official template's |trim; a leading system
  * message is folded, untrimmed, into the first user turn as system + "\n\n" + user. Roles must alternate
- * user/model (GM_ERR_ARG otherwise). Encode the result with GM_TOK_PARSE_SPECIAL and without
- * GM_TOK_ADD_BOS. *out is malloc'd. */
+ * user/model (GM_ERR_ARG otherwise). Encode it with GM_TOK_PARSE_SPECIAL; the CLI drops the leading
+ * "<bos>" text and adds GM_TOK_ADD_BOS instead, which also works for tokenizers whose bos piece has
+ * another name (SentencePiece's default "<s>"). *out is malloc'd. */
 gm_status gm_chat_format(const gm_chat_message *msgs, size_t n, int add_generation_prompt, char **out,
                          size_t *len);
 

@@ -89,7 +89,7 @@ int cmd_chat(int argc, char **argv) {
         /* Later turns: drop the leading <bos> and first close the model's previous turn, whose <end_of_turn>
          * ended generation without being fed to the model. */
         const char *body = turn;
-        if (!first && !strncmp(body, "<bos>", 5)) body += 5;
+        if (!strncmp(body, "<bos>", 5)) body += 5; /* bos goes in by id (GM_TOK_ADD_BOS), whatever its piece */
         size_t blen = strlen(body);
         char *text = malloc(blen + 32);
         if (!text) { free(turn); goto out; }
@@ -97,7 +97,8 @@ int cmd_chat(int argc, char **argv) {
         free(turn);
         int32_t *ids = NULL;
         size_t n_ids = 0;
-        gm_status st = gm_tokenizer_encode(tok, text, strlen(text), GM_TOK_PARSE_SPECIAL, &ids, &n_ids);
+        gm_status st = gm_tokenizer_encode(tok, text, strlen(text), GM_TOK_PARSE_SPECIAL | (first ? GM_TOK_ADD_BOS : 0),
+                                           &ids, &n_ids);
         free(text);
         if (st) {
             fprintf(stderr, "gemma chat: %s\n", gm_last_error()); /* e.g. invalid UTF-8: ask again */

@@ -116,9 +116,13 @@ int cmd_generate(int argc, char **argv) {
         if (chat) {
             gm_chat_message msg = {"user", prompt};
             if (gm_chat_format(&msg, 1, 1, &text, &text_len)) goto fail;
-            flags = GM_TOK_PARSE_SPECIAL; /* the formatted text carries <bos> and the turn markers */
+            /* The turn markers are parsed as pieces; the leading "<bos>" text becomes the tokenizer's own bos
+             * id, whatever its piece is called (SentencePiece's default is "<s>"). */
+            flags = GM_TOK_PARSE_SPECIAL | GM_TOK_ADD_BOS;
         }
-        gm_status st = gm_tokenizer_encode(tok, text ? text : prompt, text_len, flags, &prompt_ids, &n_prompt);
+        const char *body = text ? text : prompt;
+        if (chat && !strncmp(body, "<bos>", 5)) body += 5, text_len -= 5;
+        gm_status st = gm_tokenizer_encode(tok, body, text_len, flags, &prompt_ids, &n_prompt);
         free(text);
         if (st) goto fail;
     }

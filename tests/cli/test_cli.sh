@@ -71,10 +71,11 @@ rc=$?
 "$G" bench --random no-such-preset -n 1 -p 1 >/dev/null 2>&1; rc=$?
 [ $rc = 1 ] && ok || bad "unknown preset exit $rc"
 
-# 8. --chat wraps the prompt in the turn format: 2 + the user text's tokens + the turn markers
+# 8. --chat wraps the prompt in the turn format: bos (by id, whatever the piece is called) + the turn text
 n_raw=$("$G" generate -m models/tiny-gemma -p "Hi" -n 1 --temp 0 2>&1 >/dev/null | sed -n 's/^\([0-9]*\) prompt tokens.*/\1/p')
 n_chat=$("$G" generate -m models/tiny-gemma --chat -p "Hi" -n 1 --temp 0 2>&1 >/dev/null | sed -n 's/^\([0-9]*\) prompt tokens.*/\1/p')
-want=$("$G" tokenize -m models/tiny-gemma --special --no-bos "$(printf '<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n')" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+printf '<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n' >"$tmp/turn.txt"
+want=$("$G" tokenize -m models/tiny-gemma --special -f "$tmp/turn.txt" | python3 -c 'import json,sys; a=json.load(sys.stdin); print(len(a) if a[0]==2 and 4 in a else -1)')
 [ -n "$n_raw" ] && [ "$n_chat" = "$want" ] && [ "$n_chat" -gt "$n_raw" ] && ok || bad "--chat prompt: $n_chat tokens, want $want (raw $n_raw)"
 
 echo "cli: $pass passed, $fail failed"
