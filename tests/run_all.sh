@@ -46,5 +46,5 @@ CFG="-DCMAKE_BUILD_TYPE=Release" run_suite "release build" build
 CFG="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGM_SANITIZE=ON" run_suite "ASan + UBSan build" build-asan -E '^fuzz\.'
 CFG="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DGM_FUZZ=ON -DCMAKE_C_COMPILER=clang" run_suite "fuzz targets (clang, libFuzzer)" build-fuzz -R '^fuzz\.'
 
-echo "make test: $total_pass passed, $total_fail failed"
+echo "total: $total_pass passed, $total_fail failed"
 exit $status
