@@ -1,0 +1,93 @@
+/* A trainable Gemma (Gemma 1 so far): f32 master weights in one contiguous buffer with named views in
+ * the Hugging Face tensor names (so checkpoints can be written by name), a gradient buffer of the same
+ * layout, and activations for up to max_batch × max_seq tokens allocated once. Forward + backward runs
+ * the ops of train/ops.h; gradients accumulate across calls until gm_train_zero_grad. */
+#ifndef GM_TRAIN_MODEL_TRAIN_H
+#define GM_TRAIN_MODEL_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/threads.h"
+#include "gemma.h"
+
+/* Gemma's initializer_range (HF GemmaConfig default). */
+#define GM_TRAIN_INIT_STD 0.02f
+
+typedef enum {
+    GM_TT_EMBED, GM_TT_ATTN_NORM, GM_TT_Q, GM_TT_K, GM_TT_V, GM_TT_O, GM_TT_FFN_NORM, GM_TT_GATE, GM_TT_UP,
+    GM_TT_DOWN, GM_TT_FINAL_NORM
+} gm_train_kind;
+
+/* One parameter tensor: its HF name, PyTorch shape ([out, in] or [n]) and place in params / grads. */
+typedef struct gm_train_tensor {
+    char name[96];
+    gm_train_kind kind;
+    int layer; /* -1 for the embedding and the final norm */
+    int ndim;
+    int64_t shape[2];
+    size_t offset, numel; /* in floats */
+} gm_train_tensor;
+
+/* Views of one layer's tensors (into params, or into grads with the same offsets). */
+typedef struct gm_train_layer {
+    float *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm, *wgate, *wup, *wdown;
+} gm_train_layer;
+
+typedef struct gm_train_opts {
+    int max_batch; /* sequences per call, at most */
+    int max_seq;   /* tokens per sequence (T), at most; <= the config's max_pos */
+    int n_threads;
+    /* 1: keep only the layer inputs, q/k/v, attention outputs and FFN pre-activations; the normed inputs
+     * and the GeGLU output are recomputed in the backward (saves 2·d + ffn floats per token and layer,
+     * about a third of the activations; ~10% more time). Gradients are bitwise the same either way. */
+    int recompute;
+} gm_train_opts;
+
+typedef struct gm_train_acts gm_train_acts; /* private to model_train.c */
+
+typedef struct gm_train_model {
+    gm_config cfg;
+    gm_train_opts opt;
+    size_t n_params;
+    float *params, *grads;       /* n_params each, layout of tensors[] */
+    gm_train_tensor *tensors;    /* HF order: embedding, per layer, final norm */
+    int n_tensors;
+    float *embed, *final_norm;   /* views into params */
+    float *d_embed, *d_final_norm; /* the same into grads */
+    gm_train_layer *layers, *d_layers;
+    gm_pool *pool;
+    gm_train_acts *acts;
+    int last_targets;            /* targets counted by the last call (the loss is their mean) */
+} gm_train_model;
+
+gm_train_opts gm_train_opts_default(int max_batch, int max_seq, int n_threads);
+
+/* A model with all parameters zero. Gemma 1 configs only (no soft-caps, windows, sandwich or QK norms):
+ * GM_ERR_UNSUPPORTED otherwise. */
+gm_status gm_train_model_new(const gm_config *c, const gm_train_opts *o, gm_train_model **out);
+/* Gemma's init (HF GemmaPreTrainedModel._init_weights): matrices and the embedding N(0, std²), the
+ * padding row (cfg.pad_id) of the embedding zero, norm offsets zero (RMSNorm scales by 1 + w = 1).
+ * Deterministic in seed (splitmix64 + Box–Muller), independent of the thread count. */
+void gm_train_init(gm_train_model *m, uint64_t seed, float std);
+/* A trainable copy of a loaded model (any stored dtype converted to f32), for fine-tuning. */
+gm_status gm_train_model_from_model(const gm_model *src, const gm_train_opts *o, gm_train_model **out);
+void gm_train_model_free(gm_train_model *m);
+
+/* The tensor of that HF name, or NULL. */
+const gm_train_tensor *gm_train_find(const gm_train_model *m, const char *name);
+void gm_train_zero_grad(gm_train_model *m);
+
+/* Next-token loss on tokens [B][T+1] (inputs tokens[b][0..T-1], targets tokens[b][1..T]): the mean
+ * cross-entropy, and grads += its gradient. B <= max_batch, T <= max_seq. */
+gm_status gm_train_forward_backward(gm_train_model *m, const int32_t *tokens, int B, int T, float *loss);
+/* The same with separate inputs [B][T] and targets [B][T]; a target of -1 is not counted (SFT masks).
+ * With no counted target the loss is 0 and grads are unchanged. */
+gm_status gm_train_forward_backward_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B,
+                                           int T, float *loss);
+/* Loss only (no gradient), for evaluation and finite differences. */
+gm_status gm_train_loss(gm_train_model *m, const int32_t *tokens, int B, int T, float *loss);
+gm_status gm_train_loss_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                               float *loss);
+
+#endif
