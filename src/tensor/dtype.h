@@ -8,21 +8,37 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { GM_DT_F32 = 0, GM_DT_F16, GM_DT_BF16, GM_DT_COUNT } gm_dtype;
+/* The block-quantized types (ggml's GGUF layouts, see tensor/quant.h) come after the plain floats. */
+typedef enum {
+    GM_DT_F32 = 0,
+    GM_DT_F16,
+    GM_DT_BF16,
+    GM_DT_Q8_0,
+    GM_DT_Q4_0,
+    GM_DT_Q4_K,
+    GM_DT_Q6_K,
+    GM_DT_COUNT
+} gm_dtype;
 
 typedef struct {
-    const char *name;   /* safetensors spelling: "F32", "F16", "BF16" */
-    size_t block_elems; /* elements per block: 1 for plain floats, 32 for Q8_0-style blocks */
+    const char *name;   /* safetensors / GGUF spelling: "F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K" */
+    size_t block_elems; /* elements per block: 1 for plain floats, 32 for Q8_0/Q4_0, 256 for Q4_K/Q6_K */
     size_t block_bytes; /* bytes one block occupies */
-    /* n must be a multiple of block_elems; src/dst hold n elements. */
+    /* n must be a multiple of block_elems; src/dst hold n elements. from_f32 of a quantized type is
+     * ggml's reference quantizer (quantize_row_*_ref), byte for byte. */
     void (*to_f32)(const void *src, float *dst, size_t n);
     void (*from_f32)(const float *src, void *dst, size_t n);
 } gm_dtype_traits;
 
 /* NULL for a value outside the enum. */
 const gm_dtype_traits *gm_dtype_info(gm_dtype t);
-/* "F32", "F16", "BF16" -> 1 and *out set; anything else -> 0. */
+/* "F32", "F16", "BF16" -> 1 and *out set; anything else -> 0. Safetensors has no quantized types, so
+ * their names are not accepted here. */
 int gm_dtype_from_name(const char *safetensors_name, gm_dtype *out);
+/* GGUF tensor type numbers (ggml_type): F32 0, F16 1, Q4_0 2, Q8_0 8, Q4_K 12, Q6_K 14, BF16 30.
+ * Return 1 and set *out for a type in the table, 0 for any other (*out unchanged). */
+int gm_dtype_from_ggml(uint32_t ggml_type, gm_dtype *out);
+int gm_dtype_to_ggml(gm_dtype t, uint32_t *out);
 /* Bytes of n elements; 0 if n is not a whole number of blocks, the type is unknown or the size overflows. */
 int gm_dtype_row_bytes(gm_dtype t, size_t n, size_t *bytes);
 

@@ -5,9 +5,12 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "tensor/cpu.h"
+#include "tensor/quant.h"
 
 /* ---- scalar reference ------------------------------------------------------------------------ */
 
@@ -106,6 +109,34 @@ static gm_mm_range_fn isa_kernel(gm_isa isa) {
     }
 }
 
+static gm_mm_range_fn isa_qkernel(gm_isa isa) {
+    switch (isa) {
+#ifdef GM_HAVE_X86
+    case GM_ISA_AVX2: return gm_qmatmul_range_avx2;
+    case GM_ISA_AVX512:
+        return gm_cpu_features_get()->avx512vnni ? gm_qmatmul_range_avx512 : gm_qmatmul_range_avx2;
+#endif
+#ifdef GM_HAVE_NEON
+    case GM_ISA_NEON: return gm_qmatmul_range_neon;
+#endif
+    default: return gm_qmatmul_range_scalar;
+    }
+}
+
+static gm_xq_fn isa_xq(gm_isa isa) {
+    switch (isa) {
+#ifdef GM_HAVE_X86
+    case GM_ISA_AVX2: return gm_xq_quantize_row_avx2;
+    case GM_ISA_AVX512:
+        return gm_cpu_features_get()->avx512vnni ? gm_xq_quantize_row_avx512 : gm_xq_quantize_row_avx2;
+#endif
+#ifdef GM_HAVE_NEON
+    case GM_ISA_NEON: return gm_xq_quantize_row_neon;
+#endif
+    default: return gm_xq_quantize_row;
+    }
+}
+
 int gm_matmul_set_isa(const char *name) {
     gm_isa isa;
     if (name && strcmp(name, "auto") == 0) {
@@ -131,6 +162,23 @@ const char *gm_matmul_isa(void) { return gm_cpu_isa_name(current_isa()); }
 #define GM_MM_CHUNKS_PER_WORKER 8
 /* Below this many multiply-adds the pool's wake-up costs more than it saves. */
 #define GM_MM_MIN_PARALLEL_WORK 65536.0
+
+/* Quantizing the rows of x: split by rows over the pool (each row's bytes depend on that row only). */
+typedef struct {
+    const float *x;
+    unsigned char *xq;
+    size_t stride;
+    gm_dtype wt;
+    int T, in;
+    gm_xq_fn fn;
+} gm_xq_job;
+
+static void xq_task(void *ctx, int worker, int n_workers) {
+    gm_xq_job *j = ctx;
+    size_t b, e;
+    gm_pool_chunk((size_t)j->T, 1, worker, n_workers, &b, &e);
+    for (size_t t = b; t < e; t++) j->fn(j->x + t * (size_t)j->in, j->wt, j->in, j->xq + t * j->stride);
+}
 
 typedef struct {
     gm_mm_args a;
@@ -160,12 +208,30 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     }
     gm_mm_job j;
     memset(&j, 0, sizeof j);
-    j.a = (gm_mm_args){y, x, w, wt, T, in, out};
-    if (wt == GM_DT_F32 || wt == GM_DT_F16 || wt == GM_DT_BF16) j.fn = isa_kernel(current_isa());
-    else j.fn = matmul_range_generic;
+    j.a = (gm_mm_args){y, x, w, wt, T, in, out, NULL, 0};
     int n = gm_pool_size(pool);
+    void *xq = NULL;
+    if (wt == GM_DT_F32 || wt == GM_DT_F16 || wt == GM_DT_BF16) {
+        j.fn = isa_kernel(current_isa());
+    } else if (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0) {
+        size_t stride = gm_xq_row_bytes(wt, in), total;
+        if (gm_mul_size(stride, (size_t)T, &total) && posix_memalign(&xq, 64, total) == 0) {
+            gm_xq_job q = {x, xq, stride, wt, T, in, isa_xq(current_isa())};
+            if (n > 1 && (double)T * (double)in >= GM_MM_MIN_PARALLEL_WORK) gm_pool_run(pool, xq_task, &q);
+            else xq_task(&q, 0, 1);
+            j.a.xq = xq;
+            j.a.xq_stride = stride;
+            j.fn = isa_qkernel(current_isa());
+        } else {
+            xq = NULL;
+            j.fn = matmul_range_generic; /* out of memory: dequantize row by row instead */
+        }
+    } else {
+        j.fn = matmul_range_generic;
+    }
     if (n <= 1 || (double)T * (double)in * (double)out < GM_MM_MIN_PARALLEL_WORK) {
         j.fn(&j.a, 0, T, 0, out);
+        free(xq);
         return;
     }
     /* Split the rows of x only when there are too few output tiles to go round. */
@@ -178,4 +244,5 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     j.n_chunks = (j.total + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
     gm_pool_run(pool, mm_task, &j);
+    free(xq);
 }

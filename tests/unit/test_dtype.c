@@ -89,9 +89,23 @@ int main(void) {
     for (int i = 0; i < GM_DT_COUNT; i++) {
         const gm_dtype_traits *tr = gm_dtype_info((gm_dtype)i);
         CHECK(tr && tr->name && tr->block_elems >= 1 && tr->block_bytes >= 1 && tr->to_f32 && tr->from_f32);
-        gm_dtype back;
-        CHECK(gm_dtype_from_name(tr->name, &back) && back == (gm_dtype)i);
+        gm_dtype back = GM_DT_COUNT;
+        /* safetensors names only the plain floats; the block-quantized rows are GGUF-only */
+        if (tr->block_elems == 1) CHECK(gm_dtype_from_name(tr->name, &back) && back == (gm_dtype)i);
+        else CHECK(!gm_dtype_from_name(tr->name, &back) && back == GM_DT_COUNT);
+        /* every row has a ggml type id, and it maps back */
+        uint32_t id = UINT32_MAX;
+        CHECK(gm_dtype_to_ggml((gm_dtype)i, &id) && gm_dtype_from_ggml(id, &back) && back == (gm_dtype)i);
     }
+    uint32_t id = 0;
+    CHECK(gm_dtype_from_ggml(0, &t) && t == GM_DT_F32 && gm_dtype_from_ggml(1, &t) && t == GM_DT_F16);
+    CHECK(gm_dtype_from_ggml(30, &t) && t == GM_DT_BF16 && gm_dtype_from_ggml(8, &t) && t == GM_DT_Q8_0);
+    CHECK(gm_dtype_from_ggml(2, &t) && t == GM_DT_Q4_0 && gm_dtype_from_ggml(12, &t) && t == GM_DT_Q4_K);
+    CHECK(gm_dtype_from_ggml(14, &t) && t == GM_DT_Q6_K);
+    CHECK(!gm_dtype_from_ggml(3, &t) && !gm_dtype_from_ggml(13, &t) && !gm_dtype_from_ggml(31, &t));
+    CHECK(!gm_dtype_to_ggml(GM_DT_COUNT, &id));
+    CHECK(gm_dtype_info(GM_DT_Q8_0)->block_elems == 32 && gm_dtype_info(GM_DT_Q8_0)->block_bytes == 34);
+    CHECK(gm_dtype_info(GM_DT_Q4_K)->block_elems == 256 && gm_dtype_info(GM_DT_Q6_K)->block_bytes == 210);
     CHECK(gm_dtype_info(GM_DT_F32)->block_bytes == 4 && gm_dtype_info(GM_DT_BF16)->block_bytes == 2 &&
           gm_dtype_info(GM_DT_F16)->block_bytes == 2);
     size_t nb = 0;

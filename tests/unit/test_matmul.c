@@ -1,5 +1,6 @@
 /* Matmul kernels: every kernel family this CPU runs against the scalar reference (and the scalar one
- * against a double-precision sum) for every dtype over odd sizes, and 1 vs 2 vs 3 threads bitwise. */
+ * against a double-precision sum) for every plain float dtype over odd sizes, and 1 vs 2 vs 3 threads
+ * bitwise. The block-quantized dtypes (whole blocks only, 8-bit activations) are in test_quant.c. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,13 +119,13 @@ int main(void) {
     g_pool3 = gm_pool_new(3);
     CHECK(g_pool2 && g_pool3);
     static const int ins[] = {1, 7, 33, 257, 2048 + 3}, outs[] = {1, 5, 64, 300}, Ts[] = {1, 2, 3, 17, 64, 5, 9};
-    for (int d = 0; d < GM_DT_COUNT; d++)
+    for (int d = 0; d <= GM_DT_BF16; d++)
         for (size_t a = 0; a < sizeof ins / sizeof *ins; a++)
             for (size_t b = 0; b < sizeof outs / sizeof *outs; b++)
                 for (size_t c = 0; c < sizeof Ts / sizeof *Ts; c++) check_case((gm_dtype)d, Ts[c], ins[a], outs[b]);
     /* Past the tile blocking: several k blocks, several row blocks, rows of x split over threads, and
      * T on either side of the row-dot / packed-tile switch. */
-    for (int d = 0; d < GM_DT_COUNT; d++) {
+    for (int d = 0; d <= GM_DT_BF16; d++) {
         check_case((gm_dtype)d, 400, 300, 70);
         check_case((gm_dtype)d, 100, 520, 5);
         check_case((gm_dtype)d, GM_MM_GEMV_MAX_T, 1000, 129);

@@ -1,0 +1,735 @@
+/* AVX-512 + VNNI kernels for block-quantized W times 8-bit activations (tensor/quant.h). Only used where
+ * the CPU has AVX512-VNNI (matmul.c checks; the avx512 family falls back to quant_avx2.c otherwise).
+ * Few rows of x: row-dot tiles (up to 4 rows of W x 4 rows of x, W read once). Q8_0/Q4_0: two 32-blocks
+ * per zmm, unsigned weight bytes (Q4_0 nibbles; Q8_0 bytes + 128) times signed x with vpdpbusd, whose
+ * int32 accumulator starts at the block's offset correction, then one f32 multiply-add per block pair.
+ * Q4_K/Q6_K: 64 values per zmm, vpmaddubsw (levels x x, exact in int16) then vpdpwssd with the
+ * sub-block scales, so a super-block sums in int32 before one f32 step.
+ * More rows of x: W repacked into 16-row panels (see "packed panels" below), one vpdpbusd per 4 values
+ * of 16 rows. Also here: the activation quantizer, 16 values a step. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "tensor/matmul.h"
+#include "tensor/quant.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
+#pragma GCC target("avx512vnni")
+#endif
+
+#define GM_INLINE static inline __attribute__((always_inline))
+#define RMAX 4
+#define TMAX 4
+
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const void *aux;
+} xrow;
+
+GM_INLINE xrow xrow_at(const unsigned char *base, gm_dtype wt, int in) {
+    gm_xq_row r = gm_xq_row_at((void *)(uintptr_t)base, wt, in);
+    return (xrow){r.q, r.d, r.aux};
+}
+
+GM_INLINE float h2f(const unsigned char *p) { return _cvtsh_ss(gm_ld_u16(p)); }
+
+/* [a x8, b x8] */
+GM_INLINE __m512 bcast2(float a, float b) { return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1); }
+
+/* ---- Q8_0 and Q4_0 ----------------------------------------------------------------------------- */
+
+/* Two blocks per step, all bytes from one masked load (two for Q8_0's 68 bytes) rearranged by word
+ * permutes, so each row of W costs two or three shuffles per 64 values: block data starts at an even
+ * offset in both layouts. A lone last block loads 18 / 34 bytes: the second half is zero, as is x's. */
+GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                        size_t ldy, int R, int TT, int q4) {
+    const gm_dtype wt = q4 ? GM_DT_Q4_0 : GM_DT_Q8_0;
+    const int nb = in / GM_QK;
+    const size_t bb = q4 ? GM_Q4_0_BYTES : GM_Q8_0_BYTES;
+    xrow x[TMAX];
+    __m512 acc[RMAX][TMAX];
+#pragma GCC unroll 4
+    for (int u = 0; u < TT; u++) x[u] = xrow_at(xq + (size_t)u * xs, wt, in);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) acc[r][u] = _mm512_setzero_ps();
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8((char)0x80);
+    /* Q4_0 pair (36 bytes): d at word 0, nibbles words 1..8; d at word 9, nibbles words 10..17. Copies
+     * for the low and the high nibbles, shifted by 0 or 4. Q8_0 pair (68 bytes): d word 0, q words
+     * 1..16, d word 17, q words 18..33 (32, 33 from the second load). */
+    const __m512i idx_q4 = _mm512_set_epi16(17, 16, 15, 14, 13, 12, 11, 10, 17, 16, 15, 14, 13, 12, 11, 10, 8, 7,
+                                            6, 5, 4, 3, 2, 1, 8, 7, 6, 5, 4, 3, 2, 1);
+    const __m512i sh_q4 = _mm512_set_epi16(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4,
+                                           0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i idx_q8 = _mm512_set_epi16(33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 16, 15,
+                                            14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
+    const int dw2 = q4 ? 9 : 17;
+    const __m512i idx_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, dw2, dw2, dw2, dw2, dw2,
+                                           dw2, dw2, dw2, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int b = 0; b < nb; b += 2) {
+        const int two = b + 1 < nb;
+        __m512i xv[TMAX], xc[TMAX];
+        __m512 xd[TMAX];
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) {
+            const int32_t *corr = (const int32_t *)x[u].aux + b;
+            if (two) {
+                xv[u] = _mm512_loadu_si512(x[u].q + (size_t)b * GM_QK);
+                xd[u] = bcast2(x[u].d[b], x[u].d[b + 1]);
+                xc[u] = _mm512_maskz_expandloadu_epi32(0x0101, corr);
+            } else {
+                xv[u] = _mm512_zextsi256_si512(_mm256_loadu_si256((const void *)(x[u].q + (size_t)b * GM_QK)));
+                xd[u] = _mm512_set1_ps(x[u].d[b]);
+                xc[u] = _mm512_maskz_expandloadu_epi32(0x0001, corr);
+            }
+        }
+        const __mmask64 m0 = q4 ? (two ? (1ull << 36) - 1 : (1ull << 18) - 1) : two ? ~0ull : (1ull << 34) - 1;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const unsigned char *p = w + (size_t)r * rb + (size_t)b * bb;
+            gm_q_prefetch(p, (size_t)(2 * R) * rb, two ? 2 * bb : bb);
+            const __m512i raw = _mm512_maskz_loadu_epi8(m0, p);
+            __m512i wv;
+            if (q4) {
+                wv = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(idx_q4, raw), sh_q4), lo4);
+            } else {
+                const __m512i raw1 = _mm512_maskz_loadu_epi8(two ? 0xF : 0, p + 64);
+                /* q + 128: unsigned; the zero bytes past a lone block meet x = 0 */
+                wv = _mm512_xor_si512(_mm512_permutex2var_epi16(raw, idx_q8, raw1), bias);
+            }
+            const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx_d, raw)));
+#pragma GCC unroll 4
+            for (int u = 0; u < TT; u++) {
+                __m512i s = _mm512_dpbusd_epi32(xc[u], wv, xv[u]);
+                acc[r][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd, xd[u]), acc[r][u]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) y[(size_t)u * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][u]);
+}
+
+/* ---- Q4_K -------------------------------------------------------------------------------------- */
+
+/* The 12 scale bytes as int16 lanes 0..7 = scales, 8..15 = mins. */
+GM_INLINE __m512i q4k_scales16(const unsigned char *s) {
+    uint32_t u[3];
+    memcpy(u, s, sizeof u);
+    const uint32_t sc_lo = u[0] & 0x3f3f3f3fu, m_lo = u[1] & 0x3f3f3f3fu;
+    const uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    const uint32_t m_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    __m128i v = _mm_set_epi32((int)m_hi, (int)m_lo, (int)sc_hi, (int)sc_lo);
+    return _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
+}
+
+GM_INLINE void tile_q4_K(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                         size_t ldy, int R, int TT) {
+    const int nb = in / GM_QK_K;
+    xrow x[TMAX];
+    __m512 acc[RMAX][TMAX];
+#pragma GCC unroll 4
+    for (int u = 0; u < TT; u++) x[u] = xrow_at(xq + (size_t)u * xs, GM_DT_Q4_K, in);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) acc[r][u] = _mm512_setzero_ps();
+    const __m512i lo4 = _mm512_set1_epi8(0x0F);
+    /* int16 lane picks: chunk c uses scale 2c for lanes 0..15 and 2c+1 for 16..31; mins pairwise */
+    const __m512i idx_m = _mm512_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 15, 15, 14,
+                                           14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+    for (int i = 0; i < nb; i++) {
+        __m512i sc[RMAX];
+        __m256i mn[RMAX];
+        float dw[RMAX], dm[RMAX];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const unsigned char *blk = w + (size_t)r * rb + (size_t)i * GM_Q4_K_BYTES;
+            gm_q_prefetch(blk, (size_t)(2 * R) * rb, GM_Q4_K_BYTES);
+            sc[r] = q4k_scales16(blk + GM_Q4K_SCALES);
+            mn[r] = _mm512_castsi512_si256(_mm512_permutexvar_epi16(idx_m, sc[r]));
+            dw[r] = h2f(blk);
+            dm[r] = h2f(blk + GM_Q4K_DMIN);
+        }
+        __m512i isum[RMAX][TMAX];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int u = 0; u < TT; u++) isum[r][u] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i xv[TMAX];
+#pragma GCC unroll 4
+            for (int u = 0; u < TT; u++) xv[u] = _mm512_loadu_si512(x[u].q + (size_t)i * GM_QK_K + 64 * c);
+            const __m512i idx =
+                _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m256i q = _mm256_loadu_si256(
+                    (const void *)(w + (size_t)r * rb + (size_t)i * GM_Q4_K_BYTES + GM_Q4K_QS + 32 * c));
+                __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), _mm256_srli_epi16(q, 4), 1);
+                z = _mm512_and_si512(z, lo4);
+                const __m512i s = _mm512_permutexvar_epi16(idx, sc[r]);
+#pragma GCC unroll 4
+                for (int u = 0; u < TT; u++)
+                    isum[r][u] = _mm512_dpwssd_epi32(isum[r][u], _mm512_maddubs_epi16(z, xv[u]), s);
+            }
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) {
+            const float dx = x[u].d[i];
+            const __m256i bs = _mm256_loadu_si256((const void *)((const int16_t *)x[u].aux + 16 * i));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mn[r], bs));
+                acc[r][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][u]), _mm512_set1_ps(dw[r] * dx), acc[r][u]);
+                acc[r][u] = _mm512_fmadd_ps(_mm512_zextps256_ps512(m), _mm512_set1_ps(-dm[r] * dx), acc[r][u]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) y[(size_t)u * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][u]);
+}
+
+/* ---- Q6_K -------------------------------------------------------------------------------------- */
+
+GM_INLINE void tile_q6_K(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                         size_t ldy, int R, int TT) {
+    const int nb = in / GM_QK_K;
+    xrow x[TMAX];
+    __m512 acc[RMAX][TMAX];
+#pragma GCC unroll 4
+    for (int u = 0; u < TT; u++) x[u] = xrow_at(xq + (size_t)u * xs, GM_DT_Q6_K, in);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) acc[r][u] = _mm512_setzero_ps();
+    const __m512i lo4 = _mm512_set1_epi8(0x0F), hi2 = _mm512_set1_epi8(0x30);
+    const __m512i ibase = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1,
+                                           0, 0, 0, 0, 0, 0, 0, 0);
+    for (int i = 0; i < nb; i++) {
+        __m512i sc[RMAX];
+        float dw[RMAX];
+        __m512i isum[RMAX][TMAX];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const unsigned char *blk = w + (size_t)r * rb + (size_t)i * GM_Q6_K_BYTES;
+            gm_q_prefetch(blk, (size_t)(2 * R) * rb, GM_Q6_K_BYTES);
+            sc[r] =
+                _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)(blk + GM_Q6K_SCALES))));
+            dw[r] = h2f(blk + GM_Q6K_D);
+        }
+        /* the -32 offset of every level: -32 * sum_j sc_j * (sum of x over sub-block j) */
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) {
+            const __m256i bs = _mm256_loadu_si256((const void *)((const int16_t *)x[u].aux + 16 * i));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m256i c = _mm256_madd_epi16(_mm512_castsi512_si256(sc[r]), bs);
+                isum[r][u] =
+                    _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(c, 5)));
+            }
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m512i xa[TMAX], xb[TMAX];
+#pragma GCC unroll 4
+            for (int u = 0; u < TT; u++) {
+                xa[u] = _mm512_loadu_si512(x[u].q + (size_t)i * GM_QK_K + 128 * h);
+                xb[u] = _mm512_loadu_si512(x[u].q + (size_t)i * GM_QK_K + 128 * h + 64);
+            }
+            /* chunk k (64 values) uses scales 4k .. 4k+3, eight int16 lanes each */
+            const __m512i idx0 = _mm512_add_epi16(ibase, _mm512_set1_epi16((short)(8 * h)));
+            const __m512i idx1 = _mm512_add_epi16(ibase, _mm512_set1_epi16((short)(8 * h + 4)));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const unsigned char *blk = w + (size_t)r * rb + (size_t)i * GM_Q6_K_BYTES;
+                const __m512i ql = _mm512_loadu_si512(blk + 64 * h);
+                const __m256i qh = _mm256_loadu_si256((const void *)(blk + GM_Q6K_QH + 32 * h));
+                const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                const __m512i lo =
+                    _mm512_or_si512(_mm512_and_si512(ql, lo4), _mm512_and_si512(_mm512_slli_epi16(qhz, 4), hi2));
+                const __m512i hi =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), lo4), _mm512_and_si512(qhz, hi2));
+                const __m512i s0 = _mm512_permutexvar_epi16(idx0, sc[r]),
+                              s1 = _mm512_permutexvar_epi16(idx1, sc[r]);
+#pragma GCC unroll 4
+                for (int u = 0; u < TT; u++) {
+                    isum[r][u] = _mm512_dpwssd_epi32(isum[r][u], _mm512_maddubs_epi16(lo, xa[u]), s0);
+                    isum[r][u] = _mm512_dpwssd_epi32(isum[r][u], _mm512_maddubs_epi16(hi, xb[u]), s1);
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) {
+            const float dx = x[u].d[i];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][u]), _mm512_set1_ps(dw[r] * dx), acc[r][u]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < TT; u++) y[(size_t)u * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][u]);
+}
+
+/* ---- tile dispatch ----------------------------------------------------------------------------- */
+
+#define GM_TILE_SWITCH(CALL)                                                                                      \
+    do {                                                                                                          \
+        if (R == RMAX) {                                                                                          \
+            switch (TT) {                                                                                         \
+            case 1: CALL(RMAX, 1); break;                                                                         \
+            case 2: CALL(RMAX, 2); break;                                                                         \
+            case 3: CALL(RMAX, 3); break;                                                                         \
+            default: CALL(RMAX, 4); break;                                                                        \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            switch (TT) {                                                                                         \
+            case 1: CALL(1, 1); break;                                                                            \
+            case 2: CALL(1, 2); break;                                                                            \
+            case 3: CALL(1, 3); break;                                                                            \
+            default: CALL(1, 4); break;                                                                           \
+            }                                                                                                     \
+        }                                                                                                         \
+    } while (0)
+
+static void tiles_q8_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                       size_t ldy, int R, int TT) {
+#define GM_CALL(r_, t_) tile_q32(w, rb, xq, xs, in, y, ldy, r_, t_, 0)
+    GM_TILE_SWITCH(GM_CALL);
+#undef GM_CALL
+}
+static void tiles_q4_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                       size_t ldy, int R, int TT) {
+#define GM_CALL(r_, t_) tile_q32(w, rb, xq, xs, in, y, ldy, r_, t_, 1)
+    GM_TILE_SWITCH(GM_CALL);
+#undef GM_CALL
+}
+static void tiles_q4_K(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                       size_t ldy, int R, int TT) {
+#define GM_CALL(r_, t_) tile_q4_K(w, rb, xq, xs, in, y, ldy, r_, t_)
+    GM_TILE_SWITCH(GM_CALL);
+#undef GM_CALL
+}
+static void tiles_q6_K(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                       size_t ldy, int R, int TT) {
+#define GM_CALL(r_, t_) tile_q6_K(w, rb, xq, xs, in, y, ldy, r_, t_)
+    GM_TILE_SWITCH(GM_CALL);
+#undef GM_CALL
+}
+
+/* ---- activation quantizer: the bytes of gm_xq_quantize_row (quant.c), 16 values a step ------------ */
+
+/* Round half to even (the default MXCSR mode, which nothing here changes), as nearest_int does. */
+void gm_xq_quantize_row_avx512(const float *x, gm_dtype wt, int in, void *base) {
+    gm_xq_row r = gm_xq_row_at(base, wt, in);
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    if (wt == GM_DT_Q8_0 || wt == GM_DT_Q4_0) {
+        const int32_t off = wt == GM_DT_Q4_0 ? 8 : 128;
+        for (int b = 0; b < in / GM_QK; b++) {
+            const float *xb = x + (size_t)b * GM_QK;
+            const __m512 v0 = _mm512_loadu_ps(xb), v1 = _mm512_loadu_ps(xb + 16);
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+            const float d = amax / 127.0f;
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            const __m512 idv = _mm512_set1_ps(id);
+            __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv)),
+                    q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
+            q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+            q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
+            _mm_storeu_si128((void *)(r.q + (size_t)b * GM_QK), _mm512_cvtepi32_epi8(q0));
+            _mm_storeu_si128((void *)(r.q + (size_t)b * GM_QK + 16), _mm512_cvtepi32_epi8(q1));
+            r.d[b] = d;
+            ((int32_t *)r.aux)[b] = -off * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        }
+        return;
+    }
+    int16_t *bsums = r.aux;
+    for (int b = 0; b < in / GM_QK_K; b++) {
+        const float *xb = x + (size_t)b * GM_QK_K;
+        __m512 m = _mm512_setzero_ps();
+        for (int j = 0; j < GM_QK_K; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + j)));
+        const float amax = _mm512_reduce_max_ps(m);
+        int8_t *q = r.q + (size_t)b * GM_QK_K;
+        if (amax == 0.0f) {
+            r.d[b] = 0.0f;
+            memset(q, 0, GM_QK_K);
+            memset(bsums + 16 * b, 0, 16 * sizeof *bsums);
+            continue;
+        }
+        float max = amax;
+        for (int j = 0; j < GM_QK_K; j++) /* the first value of largest magnitude, with its sign */
+            if (xb[j] == amax || xb[j] == -amax) {
+                max = xb[j];
+                break;
+            }
+        const float iscale = -127.0f / max;
+        const __m512 is = _mm512_set1_ps(iscale);
+        for (int j = 0; j < 16; j++) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * j), is));
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            _mm_storeu_si128((void *)(q + 16 * j), _mm512_cvtepi32_epi8(v));
+            bsums[16 * b + j] = (int16_t)_mm512_reduce_add_epi32(v);
+        }
+        r.d[b] = 1.0f / iscale;
+    }
+}
+
+/* ---- packed panels (gm_q_use_panels: T above a few rows) -------------------------------------- */
+
+/* Rows of W are repacked, a block of QKC values at a time, into panels of PR = 16 rows where each
+ * 4-byte step of a group (32 values; 16 for Q6_K) holds the 16 rows' bytes side by side: one vpdpbusd
+ * with x's 4 bytes broadcast then adds 4 products to each row's lane, and a group's sums come out as
+ * one vector of 16 rows, scaled by one f32 multiply-add per group. The bytes are unsigned levels
+ * (Q8_0: q + 128; Q4_0, Q4_K: nibbles; Q6_K: 6-bit levels) and the integer sums start at the offset
+ * correction -off * sum(x over the group); Q4_K's mins are one more multiply-add per group. Each
+ * output is a fixed sequence of operations over its row: QKC blocks summed through y, groups in order,
+ * whatever the tile or thread split. Packing costs a pass over W per block of QMC rows of x. */
+#define PR 16
+#define NPAN 2
+#define QKC 512
+#define QTT 6
+#define QMC 480
+
+typedef struct {
+    _Alignas(64) uint8_t q[NPAN][QKC * PR];
+    _Alignas(64) float s[NPAN][QKC / 16][PR]; /* per group: the scale of each row (d, or d * sub-block scale) */
+    _Alignas(64) float m[NPAN][QKC / 32][PR]; /* Q4_K: dmin * m of each row */
+} qpanel;
+
+/* Unpack values [k0, k0 + kc) of one W row (whole groups) as unsigned bytes, group g of row r going
+ * to stage + g * 16 G + the row's slot (see qpack); sc[g] and mn[g] get the group's scale and min. */
+GM_INLINE void unpack_row(const unsigned char *row, gm_dtype wt, int k0, int kc, uint8_t *stage, size_t slot,
+                          float *sc, float *mn) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0F);
+    if (wt == GM_DT_Q8_0 || wt == GM_DT_Q4_0) {
+        for (int g = 0; g < kc / GM_QK; g++) {
+            uint8_t *dst = stage + (size_t)g * 16 * GM_QK + slot;
+            if (wt == GM_DT_Q8_0) {
+                const unsigned char *p = row + (size_t)(k0 / GM_QK + g) * GM_Q8_0_BYTES;
+                _mm256_storeu_si256((void *)dst, _mm256_xor_si256(_mm256_loadu_si256((const void *)(p + 2)),
+                                                                  _mm256_set1_epi8((char)0x80)));
+                sc[g] = h2f(p);
+            } else {
+                const unsigned char *p = row + (size_t)(k0 / GM_QK + g) * GM_Q4_0_BYTES;
+                const __m128i v = _mm_loadu_si128((const void *)(p + 2));
+                _mm256_storeu_si256((void *)dst, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), lo4));
+                sc[g] = h2f(p);
+            }
+        }
+    } else if (wt == GM_DT_Q4_K) {
+        for (int i = 0; i < kc / GM_QK_K; i++) {
+            const unsigned char *blk = row + (size_t)(k0 / GM_QK_K + i) * GM_Q4_K_BYTES;
+            uint8_t scs[8], ms[8];
+            gm_q4k_scales(blk + GM_Q4K_SCALES, scs, ms);
+            const float d = h2f(blk), dmin = h2f(blk + GM_Q4K_DMIN);
+            for (int c = 0; c < 4; c++) {
+                const __m256i v = _mm256_loadu_si256((const void *)(blk + GM_Q4K_QS + 32 * c));
+                const int g = 8 * i + 2 * c;
+                _mm256_storeu_si256((void *)(stage + (size_t)g * 16 * 32 + slot), _mm256_and_si256(v, lo4));
+                _mm256_storeu_si256((void *)(stage + (size_t)(g + 1) * 16 * 32 + slot),
+                                    _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4));
+            }
+            for (int j = 0; j < 8; j++) {
+                sc[8 * i + j] = d * (float)scs[j];
+                mn[8 * i + j] = dmin * (float)ms[j];
+            }
+        }
+    } else {
+        const __m256i hi2 = _mm256_set1_epi8(0x30);
+        for (int i = 0; i < kc / GM_QK_K; i++) {
+            const unsigned char *blk = row + (size_t)(k0 / GM_QK_K + i) * GM_Q6_K_BYTES;
+            const float d = h2f(blk + GM_Q6K_D);
+            for (int h = 0; h < 2; h++) {
+                const __m256i ql0 = _mm256_loadu_si256((const void *)(blk + 64 * h));
+                const __m256i ql1 = _mm256_loadu_si256((const void *)(blk + 64 * h + 32));
+                const __m256i qh = _mm256_loadu_si256((const void *)(blk + GM_Q6K_QH + 32 * h));
+                __m256i q[4];
+                q[0] =
+                    _mm256_or_si256(_mm256_and_si256(ql0, lo4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2));
+                q[1] =
+                    _mm256_or_si256(_mm256_and_si256(ql1, lo4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2));
+                q[2] =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), lo4), _mm256_and_si256(qh, hi2));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), lo4),
+                                       _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2));
+                for (int k = 0; k < 4; k++) { /* values 128 h + 32 k ..: groups of 16 */
+                    const int g = 16 * i + 8 * h + 2 * k;
+                    _mm_storeu_si128((void *)(stage + (size_t)g * 16 * 16 + slot), _mm256_castsi256_si128(q[k]));
+                    _mm_storeu_si128((void *)(stage + (size_t)(g + 1) * 16 * 16 + slot),
+                                     _mm256_extracti128_si256(q[k], 1));
+                }
+            }
+            for (int j = 0; j < 16; j++) sc[16 * i + j] = d * (float)(int8_t)blk[GM_Q6K_SCALES + j];
+        }
+    }
+}
+
+/* Pack rows [o, o + nr) (nr <= NPAN * PR; missing rows are zero) for values [k0, k0 + kc). Each row's
+ * group goes to a staging slot chosen so that plain 64-byte loads give, for G = 32, rows (r, r + 8) and,
+ * for G = 16, rows (r, r + 4, r + 8, r + 12); an in-register transpose of 4-byte words then gives one
+ * vector per 4-byte step holding the 16 rows in order. */
+static void qpack(qpanel *P, const unsigned char *w, size_t rb, gm_dtype wt, int nr, int k0, int kc) {
+    const int G = wt == GM_DT_Q6_K ? 16 : 32, ng = kc / G, CH = G / 4;
+    _Alignas(64) uint8_t stage[QKC * PR];
+    for (int p = 0; p < NPAN; p++) {
+        for (int r = 0; r < PR; r++) {
+            const int row = p * PR + r;
+            const size_t slot = G == 32 ? (size_t)(r % 8) * 64 + (size_t)(r / 8) * 32
+                                        : (size_t)(r % 4) * 64 + (size_t)(r / 4) * 16;
+            if (row >= nr) {
+                for (int g = 0; g < ng; g++) {
+                    memset(stage + (size_t)g * 16 * G + slot, 0, (size_t)G);
+                    P->s[p][g][r] = 0.0f;
+                    if (G == 32) P->m[p][g][r] = 0.0f;
+                }
+                continue;
+            }
+            float sc[QKC / 16], mn[QKC / 32];
+            unpack_row(w + (size_t)row * rb, wt, k0, kc, stage, slot, sc, mn);
+            for (int g = 0; g < ng; g++) {
+                P->s[p][g][r] = sc[g];
+                if (wt == GM_DT_Q4_K) P->m[p][g][r] = mn[g];
+            }
+        }
+        for (int g = 0; g < ng; g++) {
+            const uint8_t *src = stage + (size_t)g * 16 * G;
+            uint8_t *dst = &P->q[p][(size_t)g * CH * PR * 4];
+            if (G == 32) {
+                __m512i z[8], t[8], u[8];
+#pragma GCC unroll 8
+                for (int r = 0; r < 8; r++) z[r] = _mm512_load_si512(src + 64 * r);
+#pragma GCC unroll 4
+                for (int r = 0; r < 8; r += 2) {
+                    t[r] = _mm512_unpacklo_epi32(z[r], z[r + 1]);
+                    t[r + 1] = _mm512_unpackhi_epi32(z[r], z[r + 1]);
+                }
+#pragma GCC unroll 2
+                for (int b = 0; b < 8; b += 4) { /* rows 0-3 and 4-7 (of each half) */
+                    u[b + 0] = _mm512_unpacklo_epi64(t[b], t[b + 2]);
+                    u[b + 1] = _mm512_unpackhi_epi64(t[b], t[b + 2]);
+                    u[b + 2] = _mm512_unpacklo_epi64(t[b + 1], t[b + 3]);
+                    u[b + 3] = _mm512_unpackhi_epi64(t[b + 1], t[b + 3]);
+                }
+                const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+                const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    _mm512_store_si512(dst + 64 * c, _mm512_permutex2var_epi64(u[c], lo, u[c + 4]));
+                    _mm512_store_si512(dst + 64 * (c + 4), _mm512_permutex2var_epi64(u[c], hi, u[c + 4]));
+                }
+            } else {
+                __m512i z[4], t[4];
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) z[r] = _mm512_load_si512(src + 64 * r);
+                t[0] = _mm512_unpacklo_epi32(z[0], z[1]);
+                t[1] = _mm512_unpackhi_epi32(z[0], z[1]);
+                t[2] = _mm512_unpacklo_epi32(z[2], z[3]);
+                t[3] = _mm512_unpackhi_epi32(z[2], z[3]);
+                _mm512_store_si512(dst, _mm512_unpacklo_epi64(t[0], t[2]));
+                _mm512_store_si512(dst + 64, _mm512_unpackhi_epi64(t[0], t[2]));
+                _mm512_store_si512(dst + 128, _mm512_unpacklo_epi64(t[1], t[3]));
+                _mm512_store_si512(dst + 192, _mm512_unpackhi_epi64(t[1], t[3]));
+            }
+        }
+    }
+}
+
+/* y[t .. t+TT) x [o, o + 16 NP) (+)= the packed block times x rows t.. over values [k0, k0 + kc). */
+GM_INLINE void qmicro(const qpanel *P, int NP, int TT, gm_dtype wt, const unsigned char *xq, size_t xs, int in,
+                      int k0, int kc, float *y, size_t ldy, int first, __mmask16 m0, __mmask16 m1) {
+    const int G = wt == GM_DT_Q6_K ? 16 : 32, ng = kc / G, CH = G / 4;
+    const int blk = wt == GM_DT_Q8_0 || wt == GM_DT_Q4_0 ? GM_QK : GM_QK_K;
+    xrow x[QTT];
+    __m512 acc[NPAN][QTT];
+#pragma GCC unroll 6
+    for (int u = 0; u < TT; u++) {
+        x[u] = xrow_at(xq + (size_t)u * xs, wt, in);
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++) {
+            const __mmask16 m = p ? m1 : m0;
+            acc[p][u] =
+                first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + (size_t)u * ldy + (size_t)(PR * p));
+        }
+    }
+    for (int g = 0; g < ng; g++) {
+        const int k = k0 + g * G;
+        __m512i isum[NPAN][QTT];
+#pragma GCC unroll 6
+        for (int u = 0; u < TT; u++) {
+            int32_t corr = 0;
+            if (wt == GM_DT_Q8_0 || wt == GM_DT_Q4_0)
+                corr = ((const int32_t *)x[u].aux)[k / GM_QK];
+            else if (wt == GM_DT_Q6_K)
+                corr = -32 * ((const int16_t *)x[u].aux)[k / 16];
+            const __m512i cv = _mm512_set1_epi32(corr);
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) isum[p][u] = cv;
+        }
+#pragma GCC unroll 8
+        for (int c = 0; c < CH; c++) {
+            __m512i wv[NPAN];
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) wv[p] = _mm512_load_si512(&P->q[p][(size_t)(g * CH + c) * PR * 4]);
+#pragma GCC unroll 6
+            for (int u = 0; u < TT; u++) {
+                int32_t xw;
+                memcpy(&xw, x[u].q + k + 4 * c, 4);
+                const __m512i xb = _mm512_set1_epi32(xw);
+#pragma GCC unroll 2
+                for (int p = 0; p < NP; p++) isum[p][u] = _mm512_dpbusd_epi32(isum[p][u], wv[p], xb);
+            }
+        }
+#pragma GCC unroll 6
+        for (int u = 0; u < TT; u++) {
+            const float dx = x[u].d[k / blk];
+            const __m512 dxv = _mm512_set1_ps(dx);
+            float mt = 0.0f;
+            if (wt == GM_DT_Q4_K) {
+                const int16_t *bs = (const int16_t *)x[u].aux + k / 16;
+                mt = -dx * (float)(bs[0] + bs[1]);
+            }
+#pragma GCC unroll 2
+            for (int p = 0; p < NP; p++) {
+                acc[p][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[p][u]),
+                                            _mm512_mul_ps(_mm512_load_ps(P->s[p][g]), dxv), acc[p][u]);
+                if (wt == GM_DT_Q4_K)
+                    acc[p][u] = _mm512_fmadd_ps(_mm512_load_ps(P->m[p][g]), _mm512_set1_ps(mt), acc[p][u]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (int u = 0; u < TT; u++)
+#pragma GCC unroll 2
+        for (int p = 0; p < NP; p++)
+            _mm512_mask_storeu_ps(y + (size_t)u * ldy + (size_t)(PR * p), p ? m1 : m0, acc[p][u]);
+}
+
+#define GM_QMICRO_CASES(WT)                                                                                       \
+    switch ((np == 2 ? 8 : 0) + tt) {                                                                             \
+    case 1: qmicro(P, 1, 1, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 2: qmicro(P, 1, 2, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 3: qmicro(P, 1, 3, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 4: qmicro(P, 1, 4, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 5: qmicro(P, 1, 5, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 6: qmicro(P, 1, 6, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 9: qmicro(P, 2, 1, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                                \
+    case 10: qmicro(P, 2, 2, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                               \
+    case 11: qmicro(P, 2, 3, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                               \
+    case 12: qmicro(P, 2, 4, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                               \
+    case 13: qmicro(P, 2, 5, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                               \
+    default: qmicro(P, 2, 6, WT, xq, xs, in, k0, kc, y, ldy, first, m0, m1); break;                               \
+    }
+
+typedef void (*qmicro_fn)(const qpanel *P, int np, int tt, const unsigned char *xq, size_t xs, int in, int k0,
+                          int kc, float *y, size_t ldy, int first, __mmask16 m0, __mmask16 m1);
+#define GM_QMICRO_FN(NAME, WT)                                                                                    \
+    static void NAME(const qpanel *P, int np, int tt, const unsigned char *xq, size_t xs, int in, int k0, int kc, \
+                     float *y, size_t ldy, int first, __mmask16 m0, __mmask16 m1) {                               \
+        GM_QMICRO_CASES(WT)                                                                                       \
+    }
+GM_QMICRO_FN(qmicro_q8_0, GM_DT_Q8_0)
+GM_QMICRO_FN(qmicro_q4_0, GM_DT_Q4_0)
+GM_QMICRO_FN(qmicro_q4_K, GM_DT_Q4_K)
+GM_QMICRO_FN(qmicro_q6_K, GM_DT_Q6_K)
+
+/* Packing reads NPAN * PR rows a few cache lines each, too short for the hardware prefetcher: while the
+ * micro-kernels run on one packed block, prefetch the lines of the next one. */
+typedef struct {
+    const char *base;
+    size_t rb, lines_per_row, total, next, r, c;
+} qprefetch;
+
+GM_INLINE void qprefetch_plan(qprefetch *pf, const unsigned char *w, size_t rb, gm_dtype wt, int o, int nr, int k0,
+                              int kc) {
+    const gm_dtype_traits *tr = gm_dtype_info(wt);
+    const size_t off = (size_t)k0 / tr->block_elems * tr->block_bytes,
+                 len = (size_t)kc / tr->block_elems * tr->block_bytes;
+    pf->base = (const char *)w + (size_t)o * rb + off;
+    pf->rb = rb;
+    pf->lines_per_row = (len + 63) / 64 + 1;
+    pf->total = nr > 0 ? pf->lines_per_row * (size_t)nr : 0;
+    pf->next = pf->r = pf->c = 0;
+}
+
+GM_INLINE void qprefetch_some(qprefetch *pf, size_t n) {
+    for (size_t end = pf->next + n < pf->total ? pf->next + n : pf->total; pf->next < end; pf->next++) {
+        _mm_prefetch(pf->base + pf->r * pf->rb + pf->c * 64, _MM_HINT_T1);
+        if (++pf->c == pf->lines_per_row) {
+            pf->c = 0;
+            pf->r++;
+        }
+    }
+}
+
+static void qgemm(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
+    _Alignas(64) unsigned char store[sizeof(qpanel)];
+    qpanel *P = (qpanel *)(void *)store;
+    const gm_dtype wt = a->wt;
+    const qmicro_fn fn = wt == GM_DT_Q8_0   ? qmicro_q8_0
+                         : wt == GM_DT_Q4_0 ? qmicro_q4_0
+                         : wt == GM_DT_Q4_K ? qmicro_q4_K
+                                            : qmicro_q6_K;
+    size_t rb = 0;
+    gm_dtype_row_bytes(wt, (size_t)a->in, &rb);
+    const size_t ldy = (size_t)a->out, xs = a->xq_stride;
+    const unsigned char *w = a->w;
+    qprefetch pf = {NULL, 0, 0, 0, 0, 0, 0};
+    for (int tb = t0; tb < t1; tb += QMC) {
+        const int te = t1 - tb > QMC ? tb + QMC : t1;
+        const int steps = (te - tb + QTT - 1) / QTT;
+        for (int k0 = 0; k0 < a->in; k0 += QKC) {
+            const int kc = a->in - k0 < QKC ? a->in - k0 : QKC;
+            for (int o = o0; o < o1; o += NPAN * PR) {
+                const int nr = o1 - o < NPAN * PR ? o1 - o : NPAN * PR;
+                qpack(P, w + (size_t)o * rb, rb, wt, nr, k0, kc);
+                /* next block: the following rows, or the first rows of the next k block */
+                if (o + NPAN * PR < o1) {
+                    const int nn = o1 - o - NPAN * PR;
+                    qprefetch_plan(&pf, w, rb, wt, o + NPAN * PR, nn < NPAN * PR ? nn : NPAN * PR, k0, kc);
+                } else if (k0 + QKC < a->in) {
+                    const int nk = a->in - k0 - QKC;
+                    qprefetch_plan(&pf, w, rb, wt, o0, o1 - o0 < NPAN * PR ? o1 - o0 : NPAN * PR, k0 + QKC,
+                                   nk < QKC ? nk : QKC);
+                } else {
+                    pf.total = 0;
+                }
+                const size_t per = (pf.total + (size_t)steps - 1) / (size_t)steps;
+                const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
+                const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+                const int np = nr > PR ? 2 : 1;
+                for (int t = tb; t < te; t += QTT) {
+                    const int tt = te - t < QTT ? te - t : QTT;
+                    qprefetch_some(&pf, per);
+                    fn(P, np, tt, a->xq + (size_t)t * xs, xs, a->in, k0, kc, a->y + (size_t)t * ldy + (size_t)o,
+                       ldy, k0 == 0, m0, m1);
+                }
+            }
+        }
+    }
+}
+
+void gm_qmatmul_range_avx512(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
+    if (gm_q_use_panels(a->wt, a->T)) {
+        qgemm(a, t0, t1, o0, o1);
+        return;
+    }
+    gm_qtile_fn f = a->wt == GM_DT_Q8_0   ? tiles_q8_0
+                    : a->wt == GM_DT_Q4_0 ? tiles_q4_0
+                    : a->wt == GM_DT_Q4_K ? tiles_q4_K
+                                          : tiles_q6_K;
+    gm_q_run_tiles(a->w, a->wt, a->xq, a->xq_stride, a->in, a->y, a->out, t0, t1, o0, o1, RMAX, TMAX, f);
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
