@@ -69,7 +69,8 @@ typedef struct gm_load_options {
 /* Default options: read into memory (measured faster than mmap here, see bench/RESULTS.md). */
 gm_load_options gm_load_options_default(void);
 
-/* Load a Hugging Face model directory (config.json + model.safetensors or sharded safetensors). */
+/* Load a Hugging Face model directory (config.json + model.safetensors or sharded safetensors), or a GGUF
+ * file (architectures gemma, gemma2, gemma3; see docs/gguf.md). */
 gm_status gm_model_load(const char *dir, const gm_load_options *opt, gm_model **out);
 /* Build a model with random weights and a named preset's exact shapes ("gemma-2b", "gemma-7b", ...). */
 gm_status gm_model_random(const char *preset, const char *dtype, uint64_t seed, gm_model **out);
@@ -132,9 +133,10 @@ enum {
     GM_TOK_PARSE_SPECIAL = 2, /* text such as "<start_of_turn>" or "<bos>" becomes its control id */
 };
 
-/* Load tokenizer.model (SentencePiece protobuf) or tokenizer.json (Hugging Face), chosen by content. */
+/* Load tokenizer.model (SentencePiece protobuf), tokenizer.json (Hugging Face) or a GGUF file's
+ * tokenizer.ggml.* metadata, chosen by content. */
 gm_status gm_tokenizer_load(const char *path, gm_tokenizer **out);
-/* Load from a model directory: tokenizer.model if present, else tokenizer.json. */
+/* Load from a model directory (tokenizer.model if present, else tokenizer.json) or a GGUF model file. */
 gm_status gm_tokenizer_load_dir(const char *dir, gm_tokenizer **out);
 void gm_tokenizer_free(gm_tokenizer *t);
 int gm_tokenizer_vocab_size(const gm_tokenizer *t);

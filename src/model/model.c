@@ -9,9 +9,11 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "base/json.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "model/model_internal.h"
 
 gm_load_options gm_load_options_default(void) {
     gm_load_options o;
@@ -35,8 +37,23 @@ int gm_model_tensor_info(const gm_model *m, int i, const char **name, const char
     return 1;
 }
 
+/* Every model is allocated inside a box that also holds a loader's release hook (model_internal.h). */
+typedef struct {
+    gm_model m; /* first: a gm_model * is a pointer to its box */
+    void (*release)(void *);
+    void *release_ctx;
+} model_box;
+
+void gm_model_set_release(gm_model *m, void (*fn)(void *), void *ctx) {
+    model_box *b = (model_box *)m;
+    b->release = fn;
+    b->release_ctx = ctx;
+}
+
 void gm_model_free(gm_model *m) {
     if (!m) return;
+    model_box *b = (model_box *)m;
+    if (b->release) b->release(b->release_ctx);
     for (int i = 0; i < m->n_files; i++) gm_safetensors_close(m->files[i]);
     free(m->files);
     for (int i = 0; i < m->n_tensors; i++) free(m->tensors[i].name);
@@ -49,21 +66,12 @@ void gm_model_free(gm_model *m) {
 
 /* ---- the tensor list a config implies -------------------------------------------------------- */
 
-enum {
-    K_EMBED, K_FINAL_NORM, K_ATTN_NORM, K_POST_ATTN_NORM, K_FFN_NORM, K_POST_FFN_NORM, K_Q_NORM, K_K_NORM,
-    K_Q, K_K, K_V, K_O, K_GATE, K_UP, K_DOWN
-};
-
 /* Multimodal Gemma 3 checkpoints carry a vision tower beside the text model: not ours to load. */
 static int ignored_tensor(const gm_config *c, const char *name) {
     return c->lm_prefix && (!strncmp(name, "vision_tower.", 13) || !strncmp(name, "multi_modal_projector.", 22));
 }
 
-typedef struct {
-    char name[96];
-    int kind, layer, ndim;
-    int64_t shape[2];
-} expected_tensor;
+typedef gm_expected_tensor expected_tensor; /* K_* kinds and the struct: model_internal.h */
 
 static int expected_tensors(const gm_config *c, expected_tensor **out) {
     int n = 2 + 13 * c->n_layers;
@@ -111,8 +119,9 @@ static int expected_tensors(const gm_config *c, expected_tensor **out) {
 }
 
 static gm_status alloc_model(const gm_config *c, gm_model **out, expected_tensor **exp, int *n_exp) {
-    gm_model *m = calloc(1, sizeof *m);
-    if (!m) return gm_fail(GM_ERR_NOMEM, "out of memory");
+    model_box *box = calloc(1, sizeof *box);
+    if (!box) return gm_fail(GM_ERR_NOMEM, "out of memory");
+    gm_model *m = &box->m;
     m->cfg = *c;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->norm_slot = c->hidden_size > c->head_dim ? c->hidden_size : c->head_dim;
@@ -241,6 +250,7 @@ done:
 
 gm_status gm_model_load(const char *dir, const gm_load_options *opt_in, gm_model **out) {
     *out = NULL;
+    if (gm_gguf_is_gguf_file(dir)) return gm_model_load_gguf(dir, opt_in, out); /* a .gguf file, not a directory */
     gm_load_options opt = opt_in ? *opt_in : gm_load_options_default();
     char *cfg_path = gm_path_join(dir, "config.json");
     if (!cfg_path) return gm_fail(GM_ERR_NOMEM, "out of memory");
@@ -382,5 +392,22 @@ gm_status gm_model_random(const char *preset, const char *dtype, uint64_t seed, 
         return st;
     }
     *out = m;
+    return GM_OK;
+}
+
+/* ---- for the other loaders (model_internal.h) --------------------------------------------------- */
+
+int gm_model_expected_tensors(const gm_config *c, gm_expected_tensor **out) { return expected_tensors(c, out); }
+
+gm_status gm_model_alloc(const gm_config *c, gm_model **out, gm_expected_tensor **exp, int *n_exp) {
+    return alloc_model(c, out, exp, n_exp);
+}
+
+gm_status gm_model_bind(gm_model *m, const gm_expected_tensor *e, gm_dtype dt, const void *data, int *norm_slot,
+                        float norm_shift) {
+    gm_status st = bind(m, e, dt, data, norm_slot);
+    if (st || e->ndim != 1 || norm_shift == 0) return st;
+    float *v = m->norm_store + (size_t)(*norm_slot - 1) * (size_t)m->norm_slot;
+    for (int64_t i = 0; i < e->shape[0]; i++) v[i] -= norm_shift;
     return GM_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "formats/gguf.h"
 #include "base/utf8.h"
 #include "formats/spm_model.h"
 #include "formats/tokenizer_json.h"
@@ -44,6 +45,7 @@ gm_status gm_tokenizer_from_memory(const void *bytes, size_t len, const char *wh
 gm_status gm_tokenizer_load(const char *path, gm_tokenizer **out) {
     if (!path || !out) return gm_fail(GM_ERR_ARG, "gm_tokenizer_load: NULL argument");
     *out = NULL;
+    if (gm_gguf_is_gguf_file(path)) return gm_tokenizer_load_gguf(path, out); /* tokenizer.ggml.* metadata */
     char *data;
     size_t len;
     gm_status st = gm_file_read_all(path, &data, &len);
@@ -56,6 +58,7 @@ gm_status gm_tokenizer_load(const char *path, gm_tokenizer **out) {
 gm_status gm_tokenizer_load_dir(const char *dir, gm_tokenizer **out) {
     if (!dir || !out) return gm_fail(GM_ERR_ARG, "gm_tokenizer_load_dir: NULL argument");
     *out = NULL;
+    if (gm_gguf_is_gguf_file(dir)) return gm_tokenizer_load_gguf(dir, out); /* a GGUF model file */
     /* tokenizer.model first: it is SentencePiece's own description; tokenizer.json is a conversion. */
     const char *names[2] = {"tokenizer.model", "tokenizer.json"};
     for (int i = 0; i < 2; i++) {

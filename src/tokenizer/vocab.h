@@ -101,4 +101,18 @@ int gm_vocab_byte_of_piece(const char *s, size_t len);
  * gm_tokenizer_load does for a file; `what` names the source in messages. Used by the fuzz targets. */
 gm_status gm_tokenizer_from_memory(const void *data, size_t len, const char *what, gm_tokenizer **out);
 
+/* GGUF tokenizer metadata (tokenizer.ggml.*, SentencePiece model "llama"), vocab_gguf.c. The metadata is
+ * validated and rebuilt as a SentencePiece ModelProto, so the vocabulary is the one gm_spm_model_parse
+ * builds. */
+struct gm_gguf;
+struct gm_gguf_writer;
+gm_status gm_tokenizer_load_gguf(const char *path, gm_tokenizer **out);
+gm_status gm_tokenizer_from_gguf(const struct gm_gguf *g, gm_tokenizer **out);
+/* The serialized ModelProto (a tokenizer.model file's bytes); *proto is malloc'd. */
+gm_status gm_gguf_tokenizer_to_spm(const struct gm_gguf *g, unsigned char **proto, size_t *len);
+/* Write v as tokenizer.ggml.* keys with exactly n_tokens tokens (the model's vocabulary size), the way
+ * llama.cpp's converter does: missing ids become "[PAD<id>]" UNUSED pieces with score -10000, pieces past
+ * n_tokens are dropped. eot_id >= 0 adds tokenizer.ggml.eot_token_id. */
+gm_status gm_vocab_to_gguf(const gm_vocab *v, int n_tokens, int eot_id, struct gm_gguf_writer *w);
+
 #endif
