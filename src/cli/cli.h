@@ -17,6 +17,10 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_pii(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 /* Print "gemma CMD: message" to stderr and return CLI_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...)

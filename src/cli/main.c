@@ -10,6 +10,8 @@
 
 #include "base/file.h"
 #include "cli/cli.h"
+#include "formats/gguf.h"
+#include "tokenizer/vocab.h"
 
 static const struct {
     const char *name;
@@ -23,6 +25,10 @@ static const struct {
     {"bench", cmd_bench, "prefill and decode speed and peak memory"},
     {"tokenize", cmd_tokenize, "text to token ids"},
     {"detokenize", cmd_detokenize, "token ids to text"},
+    {"convert", cmd_convert, "convert between a Hugging Face directory and GGUF (or write a random GGUF)"},
+    {"pii", cmd_pii, "find personal data in text files (--redact, --json)"},
+    {"eval", cmd_eval, "benchmark scores (ARC, HellaSwag, MMLU, GSM8K, HumanEval...) and perplexity"},
+    {"data", cmd_data, "pretraining data: filter (quality rules), dedup (exact + MinHash), decontaminate"},
 };
 
 static void usage(FILE *f) {
@@ -156,6 +162,14 @@ gm_status cli_load_model(const char *dir, int use_mmap, int quiet, gm_model **m)
 
 gm_status cli_load_tokenizer_opt(const char *dir, gm_tokenizer **tok) {
     *tok = NULL;
+    if (gm_gguf_is_gguf_file(dir)) { /* a GGUF model carries its tokenizer in tokenizer.ggml.* */
+        gm_gguf *g;
+        gm_status st = gm_gguf_open(dir, 1, &g);
+        if (st) return st;
+        if (gm_gguf_has(g, "tokenizer.ggml.tokens")) st = gm_tokenizer_from_gguf(g, tok);
+        gm_gguf_close(g);
+        return st;
+    }
     char *a = gm_path_join(dir, "tokenizer.model"), *b = gm_path_join(dir, "tokenizer.json");
     int any = (a && gm_file_exists(a)) || (b && gm_file_exists(b));
     free(a);
