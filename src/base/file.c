@@ -69,19 +69,17 @@ void gm_file_release(gm_file_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
-gm_status gm_file_read_all(const char *path, char **data, size_t *len) {
+gm_status gm_file_read_stream(FILE *f, const char *name, char **data, size_t *len) {
     *data = NULL;
     if (len) *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return gm_fail(GM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    if (!buf) { fclose(f); return gm_fail(GM_ERR_NOMEM, "%s: out of memory", path); }
+    if (!buf) return gm_fail(GM_ERR_NOMEM, "%s: out of memory", name);
     for (;;) {
         if (cap - n < 4096) {
-            if (cap > ((size_t)1 << 40)) { free(buf); fclose(f); return gm_fail(GM_ERR_IO, "%s: file too large", path); }
+            if (cap > ((size_t)1 << 40)) { free(buf); return gm_fail(GM_ERR_IO, "%s: too large", name); }
             char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); fclose(f); return gm_fail(GM_ERR_NOMEM, "%s: out of memory", path); }
+            if (!nb) { free(buf); return gm_fail(GM_ERR_NOMEM, "%s: out of memory", name); }
             buf = nb;
             cap *= 2;
         }
@@ -89,13 +87,21 @@ gm_status gm_file_read_all(const char *path, char **data, size_t *len) {
         n += r;
         if (r == 0) break;
     }
-    int err = ferror(f);
-    fclose(f);
-    if (err) { free(buf); return gm_fail(GM_ERR_IO, "%s: read error", path); }
+    if (ferror(f)) { free(buf); return gm_fail(GM_ERR_IO, "%s: read error", name); }
     buf[n] = 0;
     *data = buf;
     if (len) *len = n;
     return GM_OK;
+}
+
+gm_status gm_file_read_all(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return gm_fail(GM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    gm_status st = gm_file_read_stream(f, path, data, len);
+    fclose(f);
+    return st;
 }
 
 int gm_file_exists(const char *path) {

@@ -4,6 +4,7 @@
 #define GM_BASE_FILE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "gemma.h"
 
@@ -17,6 +18,8 @@ gm_status gm_file_load(const char *path, int use_mmap, gm_file_buf *out);
 void gm_file_release(gm_file_buf *b);
 /* Read a whole (small) file into a malloc'd NUL-terminated buffer. */
 gm_status gm_file_read_all(const char *path, char **data, size_t *len);
+/* The same from an open stream (stdin); `name` is used in error messages. */
+gm_status gm_file_read_stream(FILE *f, const char *name, char **data, size_t *len);
 int gm_file_exists(const char *path);
 /* Join a directory and a file name into a malloc'd path. */
 char *gm_path_join(const char *dir, const char *name);

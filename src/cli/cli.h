@@ -35,7 +35,8 @@ int cli_parse_int(const char *s, long lo, long hi, long *out);
 int cli_parse_float(const char *s, double *out);
 /* Parse "2,651,1234" or "[2, 651]" into a malloc'd id array; 0 on syntax error. */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n);
-/* Read a whole file into a malloc'd NUL-terminated buffer; GM_ERR_IO naming the file on failure. */
+/* Read a whole file ("-" = standard input) into a malloc'd NUL-terminated buffer; GM_ERR_IO naming the
+ * file on failure. */
 gm_status cli_read_file(const char *path, char **data, size_t *len);
 /* Load a model directory, printing progress to stderr unless quiet. */
 gm_status cli_load_model(const char *dir, int use_mmap, int quiet, gm_model **m);

@@ -25,33 +25,6 @@ static void usage_text(FILE *f) {
           f);
 }
 
-static gm_status read_stdin(char **data, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return gm_fail(GM_ERR_NOMEM, "stdin: out of memory");
-    for (;;) {
-        if (cap - n < 4096) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return gm_fail(GM_ERR_NOMEM, "stdin: out of memory");
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, stdin);
-        n += k;
-        if (k == 0) break;
-    }
-    if (ferror(stdin)) {
-        free(buf);
-        return gm_fail(GM_ERR_IO, "stdin: read error");
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return GM_OK;
-}
 
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
@@ -84,7 +57,7 @@ static int one_file(const char *path, int mode, const gm_pii_options *opt) {
     const char *name = strcmp(path, "-") ? path : "stdin";
     char *data;
     size_t len;
-    if (strcmp(path, "-") ? cli_read_file(path, &data, &len) : read_stdin(&data, &len)) return cli_fail(C);
+    if (cli_read_file(path, &data, &len)) return cli_fail(C);
     gm_pii_finding *f;
     size_t n;
     if (gm_pii_scan(data, len, opt, &f, &n)) {

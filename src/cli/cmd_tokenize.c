@@ -23,35 +23,6 @@ static void usage_text(FILE *f) {
           f);
 }
 
-static gm_status read_input(const char *path, char **data, size_t *len) {
-    if (strcmp(path, "-") != 0) return cli_read_file(path, data, len);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) return gm_fail(GM_ERR_NOMEM, "stdin: out of memory");
-    for (;;) {
-        if (cap - n < 4096) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return gm_fail(GM_ERR_NOMEM, "stdin: out of memory");
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, stdin);
-        n += k;
-        if (k == 0) break;
-    }
-    if (ferror(stdin)) {
-        free(buf);
-        return gm_fail(GM_ERR_IO, "stdin: read error");
-    }
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
-    return GM_OK;
-}
-
 typedef struct {
     const gm_tokenizer *tok;
     int flags;
@@ -114,7 +85,7 @@ static int one(run_ctx *c, const char *text, size_t len, const char *where) {
 static int run_jsonl(run_ctx *c, const char *path) {
     char *data;
     size_t len;
-    if (read_input(path, &data, &len)) return cli_fail(C);
+    if (cli_read_file(path, &data, &len)) return cli_fail(C);
     int rc = CLI_OK;
     size_t line = 0;
     for (size_t i = 0; i < len && rc == CLI_OK;) {
@@ -178,7 +149,7 @@ int cmd_tokenize(int argc, char **argv) {
     } else if (file) {
         char *data;
         size_t len;
-        if (read_input(file, &data, &len)) {
+        if (cli_read_file(file, &data, &len)) {
             rc = cli_fail(C);
         } else {
             rc = one(&c, data, len, strcmp(file, "-") ? file : "stdin");

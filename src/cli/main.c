@@ -133,7 +133,9 @@ int cli_parse_ids(const char *s, int32_t **ids, size_t *n) {
     return 1;
 }
 
-gm_status cli_read_file(const char *path, char **data, size_t *len) { return gm_file_read_all(path, data, len); }
+gm_status cli_read_file(const char *path, char **data, size_t *len) {
+    return strcmp(path, "-") == 0 ? gm_file_read_stream(stdin, "stdin", data, len) : gm_file_read_all(path, data, len);
+}
 
 int cli_default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
