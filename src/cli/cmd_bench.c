@@ -177,22 +177,21 @@ int cmd_bench(int argc, char **argv) {
                 } else {
                     printf("| %-18s | %6.2f GB | %6.2f B | %7ld | %7s | %7.2f ± %6.2f |\n", label,
                            (double)gm_model_weight_bytes(m) / 1e9, (double)gm_model_n_params(m) / 1e9, th[ti], test, mean, sd);
-                    if (kind == 1 && n_notes < 16)
-                        snprintf(notes[n_notes++], sizeof notes[0],
-                                 "%s, %ld threads: %.3f GB read per token, %.1f GB/s%s%.1f%% of the measured %.1f GB/s read bandwidth",
-                                 test, th[ti], bytes_tok / 1e9, mean * bytes_tok / 1e9, bw > 0 ? " = " : "",
-                                 bw > 0 ? 100.0 * mean * bytes_tok / 1e9 / bw : 0.0, bw);
+                    if (kind == 1 && n_notes < 16) {
+                        int k = snprintf(notes[n_notes], sizeof notes[0], "%s, %ld threads: %.3f GB read per token, %.1f GB/s",
+                                         test, th[ti], bytes_tok / 1e9, mean * bytes_tok / 1e9);
+                        if (bw > 0 && k > 0 && (size_t)k < sizeof notes[0])
+                            snprintf(notes[n_notes] + k, sizeof notes[0] - (size_t)k,
+                                     " = %.1f%% of the measured %.1f GB/s read bandwidth", 100.0 * mean * bytes_tok / 1e9 / bw, bw);
+                        n_notes++;
+                    }
                 }
                 fflush(stdout);
             }
         }
         gm_session_free(s);
     }
-    for (int i = 0; i < n_notes; i++) {
-        char *cut = strstr(notes[i], ", 0.0% of the measured 0.0 GB/s read bandwidth");
-        if (cut) *cut = 0; /* no probe */
-        printf("%s\n", notes[i]);
-    }
+    for (int i = 0; i < n_notes; i++) printf("%s\n", notes[i]);
     /* KV-cache memory: sliding-window layers keep a ring, so only global layers grow with the context. */
     for (int i = 0; i < n_kv && rc == CLI_OK; i++) {
         size_t kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim;
