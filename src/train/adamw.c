@@ -81,6 +81,9 @@ void gm_adamw_free(gm_adamw *o) {
 }
 
 int gm_adamw_steps(const gm_adamw *o) { return o->t; }
+float *gm_adamw_m(gm_adamw *o) { return o->m; }
+float *gm_adamw_v(gm_adamw *o) { return o->v; }
+void gm_adamw_set_steps(gm_adamw *o, int steps) { o->t = steps < 0 ? 0 : steps; }
 int gm_adamw_decays(const gm_adamw *o, int tensor) {
     return tensor >= 0 && tensor < o->n_tensors ? o->decay[tensor] : 0;
 }

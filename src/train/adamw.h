@@ -47,6 +47,11 @@ void gm_adamw_free(gm_adamw *o);
 int gm_adamw_steps(const gm_adamw *o);
 /* 1 if weight decay applies to tensor i of the model. */
 int gm_adamw_decays(const gm_adamw *o, int tensor);
+/* The first and second moments (n_params floats each, in the model's layout), for checkpoints. */
+float *gm_adamw_m(gm_adamw *o);
+float *gm_adamw_v(gm_adamw *o);
+/* Restores the update count from a checkpoint (the t of the next bias correction is steps + 1). */
+void gm_adamw_set_steps(gm_adamw *o, int steps);
 
 enum {
     GM_STEP_TAKEN = 0,
