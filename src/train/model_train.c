@@ -380,8 +380,10 @@ static void forward(gm_train_model *m, const int32_t *inputs, int B, int T) {
 }
 
 /* Tied output layer + cross-entropy, chunk by chunk. With grads: dlogits overwrite the chunk's logits,
- * then dx_final += dlogits·E and dE += dlogitsᵀ·xn_final. Returns the summed loss (double). */
-static double classifier(gm_train_model *m, const int32_t *targets, int N, int counted, int grads) {
+ * then dx_final += dlogits·E and dE += dlogitsᵀ·xn_final. Row n's loss enters with weight row_w[n], or
+ * with 1 / counted when row_w is NULL (the mean). Returns the summed (unweighted) loss (double). */
+static double classifier(gm_train_model *m, const int32_t *targets, int N, int counted, const float *row_w,
+                         int grads) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
     int d = c->hidden_size, V = c->vocab_size;
@@ -391,8 +393,13 @@ static double classifier(gm_train_model *m, const int32_t *targets, int N, int c
         gm_matmul_forward(a->logits, xr, m->embed, rows, d, V, m->pool);
         gm_crossentropy_forward(a->loss_row + r0, a->lse_ce + r0, a->logits, targets + r0, rows, V, m->pool);
         if (!grads) continue;
-        gm_crossentropy_backward(a->logits, a->logits, a->lse_ce + r0, targets + r0, rows, V, 1.0f / (float)counted,
-                                 m->pool);
+        gm_crossentropy_backward(a->logits, a->logits, a->lse_ce + r0, targets + r0, rows, V,
+                                 row_w ? 1.0f : 1.0f / (float)counted, m->pool);
+        if (row_w)
+            for (int r = 0; r < rows; r++) {
+                float w = row_w[r0 + r], *dl = a->logits + (size_t)r * V;
+                for (int v = 0; v < V; v++) dl[v] *= w;
+            }
         gm_matmul_backward(a->dxn + (size_t)r0 * d, m->d_embed, a->logits, xr, m->embed, rows, d, V, m->pool);
     }
     double sum = 0;
@@ -476,7 +483,7 @@ static gm_status run(gm_train_model *m, const int32_t *inputs, const int32_t *ta
     if (counted == 0) return GM_OK;
     forward(m, inputs, B, T);
     if (grads) zero(m->acts->dxn, (size_t)N * m->cfg.hidden_size);
-    double sum = classifier(m, targets, N, counted, grads);
+    double sum = classifier(m, targets, N, counted, NULL, grads);
     *loss = (float)(sum / counted);
     if (grads) backward(m, inputs, B, T);
     return GM_OK;
@@ -516,4 +523,59 @@ gm_status gm_train_forward_backward(gm_train_model *m, const int32_t *tokens, in
 gm_status gm_train_loss(gm_train_model *m, const int32_t *tokens, int B, int T, float *loss) {
     gm_status st = unpack(m, tokens, B, T);
     return st ? st : run(m, m->acts->inputs, m->acts->targets, B, T, loss, 0);
+}
+
+/* ---- hooks for other heads and losses (alignment) ------------------------------------------------ */
+
+gm_status gm_train_hidden(gm_train_model *m, const int32_t *inputs, int B, int T, const float **hidden) {
+    *hidden = NULL;
+    gm_status st = check_batch(m, inputs, inputs, B, T);
+    if (st) return st;
+    forward(m, inputs, B, T);
+    *hidden = m->acts->xn_final;
+    return GM_OK;
+}
+
+gm_status gm_train_hidden_backward(gm_train_model *m, const int32_t *inputs, int B, int T, const float *d_hidden) {
+    gm_status st = check_batch(m, inputs, inputs, B, T);
+    if (st) return st;
+    /* the saved activations are those of the last forward: the caller passes the same inputs */
+    memcpy(m->acts->dxn, d_hidden, sizeof(float) * (size_t)B * T * (size_t)m->cfg.hidden_size);
+    backward(m, inputs, B, T);
+    return GM_OK;
+}
+
+static gm_status run_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const float *weights,
+                              int B, int T, float *logp, float *loss, int grads) {
+    gm_status st = check_batch(m, inputs, targets, B, T);
+    if (st) return st;
+    int N = B * T;
+    for (int n = 0; n < N; n++)
+        if (weights && !isfinite(weights[n]))
+            return gm_fail(GM_ERR_ARG, "loss weight %g at [%d][%d] is not finite", (double)weights[n], n / T, n % T);
+    forward(m, inputs, B, T);
+    if (grads) zero(m->acts->dxn, (size_t)N * m->cfg.hidden_size);
+    classifier(m, targets, N, 1, weights, grads);
+    double sum = 0;
+    for (int n = 0; n < N; n++) {
+        float lr = targets[n] >= 0 ? m->acts->loss_row[n] : 0.0f;
+        if (logp) logp[n] = -lr;
+        if (weights) sum += (double)weights[n] * lr;
+    }
+    m->last_targets = 0;
+    for (int n = 0; n < N; n++) m->last_targets += targets[n] >= 0;
+    if (loss) *loss = (float)sum;
+    if (grads) backward(m, inputs, B, T);
+    return GM_OK;
+}
+
+gm_status gm_train_logprobs(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                            float *logp) {
+    return run_weighted(m, inputs, targets, NULL, B, T, logp, NULL, 0);
+}
+
+gm_status gm_train_forward_backward_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                             const float *weights, int B, int T, float *logp, float *loss) {
+    if (!weights) return gm_fail(GM_ERR_ARG, "weighted loss needs weights");
+    return run_weighted(m, inputs, targets, weights, B, T, logp, loss, 1);
 }

@@ -90,4 +90,21 @@ gm_status gm_train_loss(gm_train_model *m, const int32_t *tokens, int B, int T, 
 gm_status gm_train_loss_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                                float *loss);
 
+/* ---- hooks for other heads and losses (reward model, RLHF) ----------------------------------------- */
+
+/* Forward only, up to the final normed hidden state: *hidden = [B·T][d] (row b·T + t), valid until the next
+ * call on m. Tokens are checked as inputs. */
+gm_status gm_train_hidden(gm_train_model *m, const int32_t *inputs, int B, int T, const float **hidden);
+/* grads += the gradient of a loss whose gradient with respect to that hidden state is d_hidden [B·T][d].
+ * Must follow gm_train_hidden on the same inputs (it uses the activations that call saved). */
+gm_status gm_train_hidden_backward(gm_train_model *m, const int32_t *inputs, int B, int T, const float *d_hidden);
+/* Per-token log-probabilities logp[n] = log softmax(logits_n)[targets[n]] (0 where the target is -1). */
+gm_status gm_train_logprobs(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                            float *logp);
+/* loss = Σ_n weights[n] · (−log p(targets[n])) over counted targets (a sum, not a mean: the caller folds any
+ * normalization into the weights), grads += its gradient; logp[n] as gm_train_logprobs when not NULL.
+ * REINFORCE is this with weights = −advantage per response token. */
+gm_status gm_train_forward_backward_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                             const float *weights, int B, int T, float *logp, float *loss);
+
 #endif
