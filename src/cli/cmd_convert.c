@@ -4,6 +4,7 @@
  *   gemma convert IN.gguf OUT.gguf [--dtype T]   re-type a GGUF
  *   gemma convert IN.gguf OUT_DIR [--dtype T]    config.json + model.safetensors (+ tokenizer.model)
  *   gemma convert --random PRESET --dtype T --out F.gguf [--seed N]   benchmark file with a preset's shapes
+ *                                                and a placeholder vocabulary (placeholder_vocab)
  *
  * The conversions themselves are gm_model_save_gguf / gm_model_save_hf (src/model/model_gguf.c, which
  * lists the llama.cpp conventions followed); this file parses arguments and loads the input. */
@@ -31,7 +32,8 @@ static const char *HELP =
     "  --dtype T   GGUF: f32, f16, bf16, q8_0 or q4_0 for the matrices (norms stay f32);\n"
     "              directory: f32, f16 or bf16 (quantized weights are dequantized).\n"
     "              Default: the input's embedding dtype when it is f32, f16 or bf16, else f32\n"
-    "  --random PRESET   random weights with a preset's exact shapes (for benchmarks)\n"
+    "  --random PRESET   random weights with a preset's exact shapes (for benchmarks) and a\n"
+    "              placeholder vocabulary (specials, 256 byte pieces, fillers) so llama.cpp loads it\n"
     "  --seed N    random seed (default 1)\n"
     "  -q, --quiet no per-tensor progress on stderr\n";
 
@@ -94,6 +96,84 @@ static gm_status load_vocab(const char *in, int in_gguf, gm_vocab **v) {
         }
         free(p);
     }
+    return GM_OK;
+}
+
+/* The vocabulary of a --random file, so that llama.cpp (which refuses a GGUF without tokenizer.ggml.*)
+ * and our own tokenizer load it: "<pad>", "<eos>", "<bos>" (CONTROL) at the config's ids, "<unk>" at 3,
+ * "<start_of_turn>" / "<end_of_turn>" (CONTROL) at 106 / 107 as in every Gemma vocabulary (Gemma 1 GGUF
+ * files name 107 the end-of-turn token), "▁" (a space, which would otherwise decode as the bytes of
+ * "▁"), the 256 byte pieces "<0x00>".."<0xFF>" in the next free ids (byte fallback: any text encodes),
+ * then NORMAL filler pieces "▁t<id>" (score -id; never produced, as no merge can build "▁t") up to
+ * vocab_size. (bench/llama_bench.mjs gives files written before this a vocabulary of the same kind.) */
+static gm_status placeholder_vocab(const gm_config *c, gm_vocab **out) {
+    static const struct {
+        const char *piece;
+        int type;
+    } SPECIAL[] = {{"<pad>", GM_PIECE_CONTROL},           {"<eos>", GM_PIECE_CONTROL},
+                   {"<bos>", GM_PIECE_CONTROL},           {"<unk>", GM_PIECE_UNKNOWN},
+                   {"<start_of_turn>", GM_PIECE_CONTROL}, {"<end_of_turn>", GM_PIECE_CONTROL},
+                   {"\xE2\x96\x81", GM_PIECE_NORMAL}};
+    enum { N_SPECIAL = sizeof SPECIAL / sizeof SPECIAL[0] };
+    const int n = c->vocab_size;
+    const int want[N_SPECIAL] = {c->pad_id, c->eos_id, c->bos_id, 3, 106, 107, -1};
+    *out = NULL;
+    if (n < N_SPECIAL)
+        return gm_fail(GM_ERR_ARG, "vocabulary size %d is too small for a placeholder vocabulary", n);
+    /* what each id holds: a byte (0..255), a special (256 + k), or -1 for a filler */
+    int *slot = malloc((size_t)n * sizeof *slot);
+    if (!slot) return gm_fail(GM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) slot[i] = -1;
+    int n_free = n, next = 0;
+    for (int k = 0; k < N_SPECIAL; k++) { /* at its id if that is free, else at the first free id */
+        int id = want[k];
+        if (id < 0 || id >= n || slot[id] != -1)
+            for (id = 0; slot[id] != -1; id++) {
+            }
+        slot[id] = 256 + k;
+        n_free--;
+    }
+    if (n_free >= 256)
+        for (int b = 0; b < 256; b++) {
+            while (slot[next] != -1) next++;
+            slot[next] = b;
+        }
+    gm_vocab *v;
+    gm_status st = gm_vocab_new(&v);
+    if (st) {
+        free(slot);
+        return st;
+    }
+    v->add_dummy_prefix = 0; /* Gemma's normalizer: keep whitespace as is, no dummy prefix */
+    v->remove_extra_whitespaces = 0;
+    v->byte_fallback = n_free >= 256;
+    char buf[32];
+    for (int i = 0; i < n && !st; i++) {
+        const char *piece = buf;
+        int type = GM_PIECE_NORMAL;
+        float score = 0.0f;
+        if (slot[i] >= 256) {
+            int k = slot[i] - 256;
+            piece = SPECIAL[k].piece, type = SPECIAL[k].type;
+            if (k == 0) v->pad_id = i;
+            if (k == 1) v->eos_id = i;
+            if (k == 2) v->bos_id = i;
+        } else if (slot[i] >= 0) {
+            snprintf(buf, sizeof buf, "<0x%02X>", (unsigned)slot[i]);
+            type = GM_PIECE_BYTE;
+        } else {
+            snprintf(buf, sizeof buf, "\xE2\x96\x81t%d", i); /* U+2581, SentencePiece's space */
+            score = -(float)i;
+        }
+        st = gm_vocab_add(v, piece, strlen(piece), score, type);
+    }
+    free(slot);
+    if (!st) st = gm_vocab_finalize(v, "the placeholder vocabulary");
+    if (st) {
+        gm_vocab_free(v);
+        return st;
+    }
+    *out = v;
     return GM_OK;
 }
 
@@ -169,6 +249,7 @@ int cmd_convert(int argc, char **argv) {
     if (preset) {
         const char *base = ot->dt == GM_DT_F32 ? "f32" : ot->dt == GM_DT_F16 ? "f16" : "bf16";
         st = gm_model_random(preset, base, (uint64_t)seed, &m);
+        if (!st) st = placeholder_vocab(&m->cfg, &vocab);
     } else {
         gm_load_options o = gm_load_options_default();
         o.use_mmap = 1; /* read once, sequentially */
@@ -188,7 +269,11 @@ int cmd_convert(int argc, char **argv) {
     else model_name(in, in_gguf, name, sizeof name);
     if (!gm_utf8_valid(name, strlen(name), NULL)) snprintf(name, sizeof name, "model"); /* it goes into JSON */
     if (out_gguf) {
-        if (!vocab && !quiet) fprintf(stderr, "gemma convert: note: %s has no tokenizer; the GGUF will have none\n", preset ? preset : in);
+        if (!quiet && preset)
+            fprintf(stderr, "gemma convert: note: random weights get a placeholder vocabulary (%d pieces: specials, "
+                            "256 bytes, fillers)\n", m->cfg.vocab_size);
+        else if (!vocab && !quiet)
+            fprintf(stderr, "gemma convert: note: %s has no tokenizer; the GGUF will have none\n", in);
         st = gm_model_save_gguf(m, vocab, name, ot->dt, out, !quiet);
     } else { /* GGUF in: its tokenizer metadata becomes a SentencePiece tokenizer.model */
         unsigned char *proto = NULL;

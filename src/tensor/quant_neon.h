@@ -1,7 +1,8 @@
 /* The NEON quantized-matmul kernels, compiled twice (see quant_neon.c): by quant_neon.c with
  * GM_QN_SDOT 0 (widening multiplies, any ARMv8) and by quant_sdot_neon.c with GM_QN_SDOT 1 (SDOT, the
  * ARMv8.2 dot product). Levels are made signed in registers (Q4_0 nibble - 8, Q6_K level - 32), so no
- * offset corrections are needed. Both variants compute the same integers, so they give the same bits.
+ * offset corrections are needed. Both variants compute the same integers, lane by lane where lanes
+ * reach f32 (dot32), so they give the same bits (tests/run_all.sh's ARM stage compares logits).
  * Defines static functions and GM_QN_ENTRY (the range function); include once per file. */
 #ifndef GM_TENSOR_QUANT_NEON_H
 #define GM_TENSOR_QUANT_NEON_H
@@ -33,7 +34,8 @@ GM_INLINE xrow xrow_at(const unsigned char *base, gm_dtype wt, int in) {
 
 GM_INLINE float h2f(const unsigned char *p) { return gm_f16_to_f32(gm_ld_u16(p)); }
 
-/* acc + the four 4-byte dot products of a and b (int8). */
+/* acc + the 16 products of a and b (int8) in 4 lanes; which products share a lane differs between
+ * the variants, so only the lanes' total may be used. */
 GM_INLINE int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if GM_QN_SDOT
     return vdotq_s32(acc, a, b);
@@ -42,6 +44,23 @@ GM_INLINE int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
     int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
     p = vmlal_high_s8(p, a, b);
     return vpadalq_s16(acc, p);
+#endif
+}
+
+/* The 32-byte dot product of (a0 a1) and (b0 b1) in SDOT's lanes: lane k sums bytes 4k..4k+3 of both
+ * halves. Q8_0/Q4_0 convert these lanes to f32 one by one, so the widening-multiply variant must put
+ * the same products in the same lanes for the two variants to give the same bits. */
+GM_INLINE int32x4_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t b0, int8x16_t b1) {
+#if GM_QN_SDOT
+    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, b0), a1, b1);
+#else
+    /* 16-bit lanes hold two products, |a * b| <= 128 * 127: lo lane i = bytes i and 16 + i,
+     * hi lane i = bytes 8 + i and 24 + i; two pairwise additions gather 4 lanes each. */
+    int16x8_t lo = vmull_s8(vget_low_s8(a0), vget_low_s8(b0));
+    lo = vmlal_s8(lo, vget_low_s8(a1), vget_low_s8(b1));
+    int16x8_t hi = vmull_high_s8(a0, b0);
+    hi = vmlal_high_s8(hi, a1, b1);
+    return vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi));
 #endif
 }
 
@@ -85,7 +104,7 @@ GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *
             const float dw = h2f(p);
 #pragma GCC unroll 4
             for (int u = 0; u < TT; u++) {
-                int32x4_t s = dot16(dot16(vdupq_n_s32(0), wa, xa[u]), wb, xb[u]);
+                const int32x4_t s = dot32(wa, wb, xa[u], xb[u]);
                 acc[r][u] = vfmaq_n_f32(acc[r][u], vcvtq_f32_s32(s), dw * x[u].d[b]);
             }
         }

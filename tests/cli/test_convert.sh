@@ -58,6 +58,39 @@ done
 "$G" convert -q --random tiny --dtype q8_0 --out "$tmp/random.gguf" && ok || bad "convert --random failed"
 got=$("$G" generate -m "$tmp/random.gguf" --ids 2,3,4 -n 5 --temp 0 --output-ids -q)
 echo "$got" | python3 -c 'import json,sys; a=json.load(sys.stdin); assert len(a)==5' && ok || bad "random.gguf generate: '$got'"
+# ... with a placeholder vocabulary (llama.cpp refuses a GGUF without one): Gemma's special ids, "▁",
+# 256 byte pieces (so any text encodes), fillers up to the preset's 512
+"$G" info -m "$tmp/random.gguf" | grep -qF "tokenizer    512 pieces, bos 2, eos 1, <start_of_turn> 106, <end_of_turn> 107" \
+  && ok || bad "random.gguf tokenizer: $("$G" info -m "$tmp/random.gguf" 2>&1 | grep tokenizer)"
+got=$("$G" tokenize -m "$tmp/random.gguf" "Hi there")
+[ "$got" = "[2, 77, 112, 4, 123, 111, 108, 121, 108]" ] && ok || bad "random.gguf tokenize: $got"
+s='Hi  there, ü <b> 12'
+got=$("$G" detokenize -m "$tmp/random.gguf" "$("$G" tokenize -m "$tmp/random.gguf" "$s")")
+[ "$got" = "$s" ] && ok || bad "random.gguf detokenize(tokenize(s)): '$got'"
+python3 - "$tmp/random.gguf" <<'PY' && ok || bad "random.gguf tokenizer metadata"
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+o = 24; kv = {}
+def rd(f, n): global o; v = struct.unpack_from(f, b, o); o += n; return v[0]
+def s(): n = rd("<Q", 8); global o; o += n; return b[o - n:o].decode()
+F = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+def val(t):
+    if t == 8: return s()
+    if t == 9:
+        et, n = rd("<I", 4), rd("<Q", 8)
+        return [val(et) for _ in range(n)]
+    return rd(F[t], struct.calcsize(F[t]))
+for _ in range(struct.unpack_from("<Q", b, 16)[0]):
+    k = s(); kv[k] = val(rd("<I", 4))
+tok, ty, sc = kv["tokenizer.ggml.tokens"], kv["tokenizer.ggml.token_type"], kv["tokenizer.ggml.scores"]
+assert kv["tokenizer.ggml.model"] == "llama" and len(tok) == len(ty) == len(sc) == 512
+assert tok[:4] == ["<pad>", "<eos>", "<bos>", "<unk>"] and ty[:4] == [3, 3, 3, 2], (tok[:4], ty[:4])
+assert tok[106:108] == ["<start_of_turn>", "<end_of_turn>"] and tok[4] == "\u2581"
+assert sorted(t for t, y in zip(tok, ty) if y == 6) == ["<0x%02X>" % i for i in range(256)]
+assert len(set(tok)) == 512 and all(tok) and ty.count(2) == 1
+assert (kv["tokenizer.ggml.bos_token_id"], kv["tokenizer.ggml.eos_token_id"], kv["tokenizer.ggml.padding_token_id"],
+        kv["tokenizer.ggml.unknown_token_id"]) == (2, 1, 0, 3)
+PY
 
 # 4. GGUF -> HF directory -> GGUF: same ids, same text, same bytes
 "$G" convert -q "$tmp/tiny.gguf" "$tmp/tiny_hf" && ok || bad "GGUF -> HF failed"
