@@ -2,22 +2,28 @@
  * score), dedup (exact + MinHash/LSH near duplicates), decontaminate (13-gram overlap with evaluation
  * sets) and pii (redact or drop personal data, detectors from src/eval/pii.h) stream documents from text
  * or JSONL files through src/data/pipeline.c with per-reason statistics on stderr and optionally in a
- * JSON file. */
+ * JSON file. tokenize turns documents into token shards for training (src/data/shards.h), one document
+ * at a time. */
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/error.h"
+#include "base/file.h"
 #include "cli/cli.h"
 #include "data/docio.h"
 #include "data/filter.h"
 #include "data/minhash.h"
 #include "data/ngram_index.h"
 #include "data/pipeline.h"
+#include "data/shards.h"
 #include "eval/pii.h"
 
 static const char *C = "data";
@@ -29,6 +35,7 @@ static void usage_text(FILE *f) {
           "  dedup           drop exact duplicates (normalized text) and near duplicates (MinHash + LSH)\n"
           "  decontaminate   drop (or report) documents sharing a word 13-gram with evaluation sets\n"
           "  pii             redact (default), drop or report documents with personal data (gemma pii's detectors)\n"
+          "  tokenize        documents to token shards for training (gemma data tokenize --help)\n"
           "input and output (all subcommands):\n"
           "  INPUT...              text or JSONL files; - reads standard input\n"
           "  --format F            auto (default: .jsonl/.json are JSONL, others text), text, jsonl\n"
@@ -1140,6 +1147,402 @@ done:
     return rc;
 }
 
+/* ---- tokenize: text -> token shards ------------------------------------------------------------------ */
+
+enum { TOK_AUTO, TOK_TEXT, TOK_JSONL, TOK_IDS };
+
+typedef struct {
+    const char *path;
+    int format;
+    uint64_t bytes, docs, tokens, empty;
+} tok_input;
+
+typedef struct {
+    gm_tokenizer *tok;
+    gm_shard_writer *w;
+    int32_t bos, eos;
+    uint32_t vocab;
+    int flags;             /* gm_tokenizer_encode flags */
+    const char *key;       /* JSONL member: text (or ids for --format ids) */
+    const char *doc_sep;   /* NULL: one document per text file */
+    size_t max_doc_bytes;
+    int progress;          /* stderr is a terminal: a line every second */
+    double t0, next_report;
+    uint64_t bytes_total, bytes_before, docs, tokens;
+    int32_t *ids;          /* --format ids: the document being built */
+    size_t ids_cap;
+} tok_ctx;
+
+static int is_space_char(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+/* A progress line every second on a terminal (overwritten in place); final = end it with a newline. */
+static void tok_progress(tok_ctx *t, uint64_t bytes_now, int final) {
+    if (!t->progress) return;
+    if (final) {
+        if (t->next_report > t->t0 + 1.0) fputc('\n', stderr); /* only if a line was printed */
+        return;
+    }
+    double now = cli_now();
+    if (now < t->next_report) return;
+    t->next_report = now + 1.0;
+    double rate = (double)t->tokens / (now - t->t0 > 1e-9 ? now - t->t0 : 1e-9);
+    double done = (double)(t->bytes_before + bytes_now) / 1e6;
+    if (t->bytes_total)
+        fprintf(stderr, "\r  %.1f / %.1f MB (%.0f%%), %llu docs, %llu tokens, %.0f tokens/s   ", done,
+                (double)t->bytes_total / 1e6, 100.0 * done * 1e6 / (double)t->bytes_total,
+                (unsigned long long)t->docs, (unsigned long long)t->tokens, rate);
+    else
+        fprintf(stderr, "\r  %.1f MB, %llu docs, %llu tokens, %.0f tokens/s   ", done, (unsigned long long)t->docs,
+                (unsigned long long)t->tokens, rate);
+}
+
+static gm_status tok_add(tok_ctx *t, tok_input *in, const int32_t *ids, size_t n) {
+    gm_status st = gm_shard_writer_add_doc(t->w, ids, n);
+    if (st) return st;
+    size_t added = n + (t->bos >= 0) + (t->eos >= 0);
+    in->docs++;
+    in->tokens += added;
+    t->docs++;
+    t->tokens += added;
+    return GM_OK;
+}
+
+static gm_status tok_text(tok_ctx *t, tok_input *in, const char *text, size_t len, uint64_t line) {
+    int32_t *ids;
+    size_t n;
+    gm_status st = gm_tokenizer_encode(t->tok, text, len, t->flags, &ids, &n);
+    if (st) return gm_fail_prefix(st, "%s: line %llu: ", in->path, (unsigned long long)line);
+    st = tok_add(t, in, ids, n);
+    free(ids);
+    return st;
+}
+
+/* {"ids": [...]}: every element an integer id below the vocabulary. A leading <bos> or trailing <eos> is
+ * not doubled (control ids never come out of encoding text, so they can only be the framing). */
+static gm_status tok_ids(tok_ctx *t, tok_input *in, const gm_json *arr, uint64_t line) {
+    if (arr->len > t->ids_cap) {
+        size_t cap = arr->len < 1024 ? 1024 : arr->len;
+        int32_t *p = realloc(t->ids, cap * sizeof *p);
+        if (!p) return gm_fail(GM_ERR_NOMEM, "out of memory");
+        t->ids = p;
+        t->ids_cap = cap;
+    }
+    for (size_t i = 0; i < arr->len; i++) {
+        const gm_json *v = &arr->items[i];
+        if (v->type != GM_JSON_NUMBER || !v->is_int || v->i < 0 || v->i >= (int64_t)t->vocab)
+            return gm_fail(GM_ERR_FORMAT, "%s: line %llu: \"%s\"[%zu] is not an integer id in [0, %u)", in->path,
+                           (unsigned long long)line, t->key, i, t->vocab);
+        t->ids[i] = (int32_t)v->i;
+    }
+    size_t a = 0, b = arr->len;
+    if (b > a && t->bos >= 0 && t->ids[a] == t->bos) a++;
+    if (b > a && t->eos >= 0 && t->ids[b - 1] == t->eos) b--;
+    if (a == b) {
+        in->empty++;
+        return GM_OK;
+    }
+    return tok_add(t, in, t->ids + a, b - a);
+}
+
+static gm_status tok_jsonl_record(tok_ctx *t, tok_input *in, const char *rec, size_t len, uint64_t line) {
+    gm_json_doc *doc;
+    char where[4200];
+    snprintf(where, sizeof where, "%s: line %llu", in->path, (unsigned long long)line);
+    gm_status st = gm_json_parse(rec, len, where, &doc);
+    if (st) return st;
+    const gm_json *v = gm_json_get(gm_json_root(doc), t->key);
+    if (in->format == TOK_IDS) {
+        if (!v || v->type != GM_JSON_ARRAY)
+            st = gm_fail(GM_ERR_FORMAT, "%s: expected an object with an \"%s\" array of token ids", where, t->key);
+        else
+            st = tok_ids(t, in, v, line);
+    } else if (!v || v->type != GM_JSON_STRING) {
+        st = gm_fail(GM_ERR_FORMAT, "%s: expected an object with a \"%s\" string (--text-key NAME for another member)",
+                     where, t->key);
+    } else if (v->len == 0) {
+        in->empty++;
+    } else {
+        st = tok_text(t, in, v->str, v->len, line);
+    }
+    gm_json_free(doc);
+    return st;
+}
+
+static gm_status tok_file(tok_ctx *t, tok_input *in) {
+    int lines = in->format != TOK_TEXT;
+    gm_doc_reader *r;
+    gm_status st = gm_doc_reader_open(in->path, lines ? GM_SPLIT_LINE : t->doc_sep ? GM_SPLIT_SEP : GM_SPLIT_FILE,
+                                      t->doc_sep, t->max_doc_bytes, &r);
+    if (st) return st;
+    for (;;) {
+        const char *rec;
+        size_t len;
+        uint64_t line;
+        int oversize;
+        st = gm_doc_reader_next(r, &rec, &len, &line, &oversize);
+        if (st || !rec) break;
+        if (oversize) {
+            st = gm_fail(GM_ERR_FORMAT, "%s: line %llu: %s longer than %zu bytes (raise --max-doc-bytes, or split the "
+                         "text with --doc-sep)", in->path, (unsigned long long)line,
+                         lines ? "a line is" : "a document is", t->max_doc_bytes);
+            break;
+        }
+        /* Text documents are trimmed, as in the other `gemma data` commands; blank ones are not documents. */
+        size_t a = 0, b = len;
+        while (a < b && is_space_char(rec[a])) {
+            if (rec[a] == '\n') line++;
+            a++;
+        }
+        while (b > a && is_space_char(rec[b - 1])) b--;
+        if (a == b) {
+            if (!lines) in->empty++;
+            continue;
+        }
+        st = lines ? tok_jsonl_record(t, in, rec + a, b - a, line) : tok_text(t, in, rec + a, b - a, line);
+        if (st) break;
+        tok_progress(t, gm_doc_reader_bytes(r), 0);
+    }
+    in->bytes = gm_doc_reader_bytes(r);
+    t->bytes_before += in->bytes;
+    gm_doc_reader_close(r);
+    return st;
+}
+
+/* meta.json beside the shards, written like them: temp file, fsync, rename. */
+static gm_status tok_write_meta(const char *dir, const tok_ctx *t, const gm_shard_summary *sum, const char *tokenizer,
+                                const tok_input *in, int n_in, double seconds) {
+    static const char *const fmt_name[] = {"auto", "text", "jsonl", "ids"};
+    gm_buf b = {0};
+    gm_buf_printf(&b, "{\n  \"format\": \"gemma.c token shards\",\n  \"version\": %d,\n  \"vocab_size\": %u,\n"
+                  "  \"bos_id\": %ld,\n  \"eos_id\": %ld,\n  \"tokenizer\": ", GM_SHARD_VERSION, t->vocab, (long)t->bos,
+                  (long)t->eos);
+    if (tokenizer) gm_json_write_string(&b, tokenizer, strlen(tokenizer));
+    else gm_buf_str(&b, "null");
+    gm_buf_printf(&b, ",\n  \"docs\": %llu,\n  \"tokens\": %llu,\n  \"shard_tokens\": %llu,\n  \"shards\": [",
+                  (unsigned long long)sum->docs, (unsigned long long)sum->tokens,
+                  (unsigned long long)sum->shard_tokens);
+    for (int i = 0; i < sum->n_shards; i++) {
+        uint64_t n = i + 1 < sum->n_shards ? sum->shard_tokens : sum->tokens - (uint64_t)i * sum->shard_tokens;
+        gm_buf_printf(&b, "%s\n    {\"file\": \"shard_%05d.bin\", \"tokens\": %llu}", i ? "," : "", i,
+                      (unsigned long long)n);
+    }
+    gm_buf_str(&b, "\n  ],\n  \"sources\": [");
+    for (int i = 0; i < n_in; i++) {
+        gm_buf_str(&b, i ? ",\n    {\"path\": " : "\n    {\"path\": ");
+        gm_json_write_string(&b, in[i].path, strlen(in[i].path));
+        gm_buf_printf(&b, ", \"format\": \"%s\", \"bytes\": %llu, \"docs\": %llu, \"tokens\": %llu, \"empty\": %llu}",
+                      fmt_name[in[i].format], (unsigned long long)in[i].bytes, (unsigned long long)in[i].docs,
+                      (unsigned long long)in[i].tokens, (unsigned long long)in[i].empty);
+    }
+    gm_buf_str(&b, "\n  ],\n  \"doc_sep\": ");
+    if (t->doc_sep) gm_json_write_string(&b, t->doc_sep, strlen(t->doc_sep));
+    else gm_buf_str(&b, "null");
+    gm_buf_printf(&b, ",\n  \"seconds\": %.3f\n}\n", seconds);
+    if (b.oom) {
+        gm_buf_free(&b);
+        return gm_fail(GM_ERR_NOMEM, "out of memory");
+    }
+    char *path = gm_path_join(dir, "meta.json"), *tmp = gm_path_join(dir, ".meta.json.tmp");
+    gm_status st = GM_OK;
+    FILE *f = path && tmp ? fopen(tmp, "wb") : NULL;
+    if (!path || !tmp) st = gm_fail(GM_ERR_NOMEM, "out of memory");
+    else if (!f) st = gm_fail(GM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    else {
+        int bad = fwrite(b.p, 1, b.n, f) != b.n || fflush(f) != 0 || fsync(fileno(f)) != 0;
+        if (fclose(f) != 0) bad = 1;
+        if (bad) st = gm_fail(GM_ERR_IO, "%s: write failed", tmp);
+        else if (rename(tmp, path) != 0)
+            st = gm_fail(GM_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+        if (st) unlink(tmp);
+    }
+    free(path);
+    free(tmp);
+    gm_buf_free(&b);
+    return st;
+}
+
+static void tokenize_usage(FILE *f) {
+    fputs("usage: gemma data tokenize (-m MODEL | --tokenizer FILE) INPUT... --out DIR [options]\n"
+          "  turns documents into token shards DIR/shard_NNNNN.bin (<bos> ids <eos> per document) and DIR/meta.json\n"
+          "  INPUT...              text, JSONL or ids files (- reads standard input)\n"
+          "  --out DIR             output directory (created; refused if it already holds shards)\n"
+          "  --format F            auto (default: .jsonl/.json are JSONL, others text), text, jsonl, or ids\n"
+          "                        (JSONL lines {\"ids\": [...]}, already tokenized; no tokenizer needed)\n"
+          "  --doc-sep STR         text: documents separated by STR (default '<|endoftext|>', as in TinyStories;\n"
+          "                        a file without it is one document); --doc-sep '' = one document per file\n"
+          "  --text-key NAME       JSONL member holding the text (default text; for --format ids, default ids)\n"
+          "  --shard-tokens N      tokens per shard (default 100000000, 400 MB files)\n"
+          "  --vocab-size N        --format ids without a tokenizer: the vocabulary size (required then)\n"
+          "  --bos ID, --eos ID    framing ids (default the tokenizer's; without one 2 and 1, Gemma's); -1 = none\n"
+          "  --special             text such as \"<start_of_turn>\" becomes its control id (default: plain text)\n"
+          "  --max-doc-bytes N     longer documents or lines are an error (default 67108864)\n"
+          "  -q, --quiet           no summary line\n"
+          "  progress (bytes, tokens/s) on stderr every second when it is a terminal; a summary line at the end\n",
+          f);
+}
+
+static int cmd_tokenize_shards(int argc, char **argv) {
+    const char *model = NULL, *tokfile = NULL, *out = NULL, *key = NULL, *v;
+    const char *doc_sep = "<|endoftext|>";
+    long shard_tokens = (long)GM_SHARD_DEFAULT_TOKENS, vocab = 0, bos = LONG_MIN, eos = LONG_MIN;
+    long max_doc = 64L << 20;
+    int format = TOK_AUTO, quiet = 0, special = 0, rc = CLI_OK;
+    tok_input *in = calloc((size_t)argc + 1, sizeof *in);
+    int n_in = 0;
+    tok_ctx t;
+    memset(&t, 0, sizeof t);
+    if (!in) {
+        fprintf(stderr, "gemma data: out of memory\n");
+        return CLI_RUNTIME;
+    }
+    for (int i = 1; i < argc && rc == CLI_OK; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            tokenize_usage(stdout);
+            goto done;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!value_arg(argc, argv, &i, &model)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--tokenizer")) {
+            if (!value_arg(argc, argv, &i, &tokfile)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+            if (!value_arg(argc, argv, &i, &out)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--format")) {
+            if (!value_arg(argc, argv, &i, &v)) rc = CLI_USAGE;
+            else if (!strcmp(v, "auto")) format = TOK_AUTO;
+            else if (!strcmp(v, "text")) format = TOK_TEXT;
+            else if (!strcmp(v, "jsonl")) format = TOK_JSONL;
+            else if (!strcmp(v, "ids")) format = TOK_IDS;
+            else rc = cli_usage(C, "tokenize: --format '%s' is not auto, text, jsonl or ids", v);
+        } else if (!strcmp(a, "--doc-sep")) {
+            if (!value_arg(argc, argv, &i, &doc_sep)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--text-key")) {
+            if (!value_arg(argc, argv, &i, &key)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--shard-tokens")) {
+            if (!int_arg(argc, argv, &i, 1, 1L << 40, &shard_tokens)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--vocab-size")) {
+            if (!int_arg(argc, argv, &i, 1, INT32_MAX, &vocab)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--bos")) {
+            if (!int_arg(argc, argv, &i, -1, INT32_MAX, &bos)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--eos")) {
+            if (!int_arg(argc, argv, &i, -1, INT32_MAX, &eos)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--max-doc-bytes")) {
+            if (!int_arg(argc, argv, &i, 1, 1L << 40, &max_doc)) rc = CLI_USAGE;
+        } else if (!strcmp(a, "--special")) {
+            special = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (!strcmp(a, "-") || a[0] != '-') {
+            in[n_in++].path = a;
+        } else {
+            rc = cli_usage(C, "tokenize: unknown option '%s'", a);
+        }
+    }
+    if (rc != CLI_OK) goto done;
+    if (!out) {
+        rc = cli_usage(C, "tokenize: --out DIR is required");
+        goto done;
+    }
+    if (n_in == 0) {
+        rc = cli_usage(C, "tokenize: no input files (use - for standard input)");
+        goto done;
+    }
+    if (model && tokfile) {
+        rc = cli_usage(C, "tokenize: give one of -m MODEL or --tokenizer FILE, not both");
+        goto done;
+    }
+    for (int i = 0; i < n_in; i++) {
+        in[i].format = format != TOK_AUTO ? format
+                       : ends_with(in[i].path, ".jsonl") || ends_with(in[i].path, ".json") ? TOK_JSONL
+                                                                                             : TOK_TEXT;
+        if (in[i].format != TOK_IDS && !model && !tokfile) {
+            rc = cli_usage(C, "tokenize: %s is %s: give -m MODEL or --tokenizer FILE (only --format ids needs none)",
+                           in[i].path, in[i].format == TOK_JSONL ? "JSONL text" : "text");
+            goto done;
+        }
+    }
+    if (format == TOK_IDS && !model && !tokfile && !vocab) {
+        rc = cli_usage(C, "tokenize: --format ids without a tokenizer needs --vocab-size N");
+        goto done;
+    }
+    if (model || tokfile) {
+        if (model ? gm_tokenizer_load_dir(model, &t.tok) : gm_tokenizer_load(tokfile, &t.tok)) {
+            rc = cli_fail(C);
+            goto done;
+        }
+        t.vocab = (uint32_t)gm_tokenizer_vocab_size(t.tok);
+        t.bos = gm_tokenizer_bos(t.tok);
+        t.eos = gm_tokenizer_eos(t.tok);
+        if (vocab && (uint32_t)vocab != t.vocab) {
+            rc = cli_usage(C, "tokenize: --vocab-size %ld differs from the tokenizer's %u", vocab, t.vocab);
+            goto done;
+        }
+    } else {
+        t.vocab = (uint32_t)vocab;
+        t.bos = 2;
+        t.eos = 1;
+    }
+    if (bos != LONG_MIN) t.bos = (int32_t)bos;
+    if (eos != LONG_MIN) t.eos = (int32_t)eos;
+    if ((t.bos >= 0 && (uint32_t)t.bos >= t.vocab) || (t.eos >= 0 && (uint32_t)t.eos >= t.vocab) ||
+        (t.eos < 0 && eos == LONG_MIN) || (t.bos < 0 && bos == LONG_MIN)) {
+        rc = cli_usage(C, "tokenize: bos %ld / eos %ld: need ids below the vocabulary size %u (the tokenizer has none? "
+                       "give --bos/--eos)", (long)t.bos, (long)t.eos, t.vocab);
+        goto done;
+    }
+    t.flags = special ? GM_TOK_PARSE_SPECIAL : 0;
+    t.key = key ? key : format == TOK_IDS ? "ids" : "text";
+    t.doc_sep = doc_sep && *doc_sep ? doc_sep : NULL;
+    t.max_doc_bytes = (size_t)max_doc;
+    t.progress = !quiet && isatty(2);
+    for (int i = 0; i < n_in; i++) {
+        struct stat sb;
+        if (strcmp(in[i].path, "-") && stat(in[i].path, &sb) == 0) {
+            if (S_ISDIR(sb.st_mode)) {
+                fprintf(stderr, "gemma data: error: %s: is a directory (give the files)\n", in[i].path);
+                rc = CLI_RUNTIME;
+                goto done;
+            }
+            if (S_ISREG(sb.st_mode)) t.bytes_total += (uint64_t)sb.st_size;
+        }
+    }
+    if (gm_shard_writer_open(out, t.vocab, t.bos, t.eos, (uint64_t)shard_tokens, &t.w)) {
+        rc = cli_fail(C);
+        goto done;
+    }
+    t.t0 = cli_now();
+    t.next_report = t.t0 + 1.0;
+    gm_status st = GM_OK;
+    for (int i = 0; i < n_in && !st; i++) st = tok_file(&t, &in[i]);
+    tok_progress(&t, 0, 1);
+    gm_shard_summary sum;
+    if (!st && t.docs == 0) st = gm_fail(GM_ERR_FORMAT, "%s: no documents in the input (all empty?)", in[0].path);
+    if (st) {
+        gm_shard_writer_abort(t.w);
+        t.w = NULL;
+        rc = cli_fail(C);
+        goto done;
+    }
+    st = gm_shard_writer_close(t.w, &sum);
+    t.w = NULL;
+    double secs = cli_now() - t.t0;
+    if (!st) st = tok_write_meta(out, &t, &sum, model ? model : tokfile, in, n_in, secs);
+    if (st) {
+        rc = cli_fail(C);
+        goto done;
+    }
+    if (!quiet)
+        fprintf(stderr, "tokenized %llu docs, %.1f MB -> %llu tokens in %d shard%s in %s (%.2f s, %.0f tokens/s)\n",
+                (unsigned long long)sum.docs, (double)t.bytes_before / 1e6, (unsigned long long)sum.tokens,
+                sum.n_shards, sum.n_shards == 1 ? "" : "s", out, secs,
+                (double)sum.tokens / (secs > 1e-9 ? secs : 1e-9));
+done:
+    gm_shard_writer_abort(t.w);
+    gm_tokenizer_free(t.tok);
+    free(t.ids);
+    free(in);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------------------ */
 
 int cmd_data(int argc, char **argv) {
@@ -1156,5 +1559,6 @@ int cmd_data(int argc, char **argv) {
     if (!strcmp(sub, "dedup")) return cmd_dedup(argc - 1, argv + 1);
     if (!strcmp(sub, "decontaminate") || !strcmp(sub, "decontam")) return cmd_decontaminate(argc - 1, argv + 1);
     if (!strcmp(sub, "pii")) return cmd_data_pii(argc - 1, argv + 1);
-    return cli_usage(C, "unknown subcommand '%s' (filter, dedup, decontaminate, pii)", sub);
+    if (!strcmp(sub, "tokenize")) return cmd_tokenize_shards(argc - 1, argv + 1);
+    return cli_usage(C, "unknown subcommand '%s' (filter, dedup, decontaminate, pii, tokenize)", sub);
 }
