@@ -7,7 +7,7 @@
 #      qemu-user, so the NEON kernels run too (the dot product variant and the one without, and both
 #      must give the same logits bits). `tests/run_all.sh arm` runs this stage alone.
 # Test-time tools (python3 for stdlib scripts, node/npm to fetch the real Gemma vocabulary, clang for the
-# fuzzers) are installed from Debian when missing and running as root; otherwise it says what to install.
+# fuzzers, OpenMPI for the distributed trainer) are installed from Debian when missing and running as root; otherwise it says what to install.
 set -u
 cd "$(dirname "$0")/.."
 JOBS=$(nproc 2>/dev/null || echo 2)
@@ -19,6 +19,8 @@ if [ -z "$ONLY" ]; then
   command -v python3 >/dev/null || need+=(python3)
   command -v npm >/dev/null || need+=(npm)
   command -v clang >/dev/null || need+=(clang)
+  # distributed training (cli.mpi): MPI is found when CMake configures, so it must be here before that
+  { command -v mpirun >/dev/null && command -v mpicc >/dev/null; } || need+=(openmpi-bin libopenmpi-dev)
 fi
 command -v cmake >/dev/null || need+=(cmake)
 if [ ${#need[@]} -gt 0 ]; then

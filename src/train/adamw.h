@@ -67,6 +67,43 @@ typedef struct gm_step_info {
     char message[256]; /* why a step was skipped: names the first tensor with a non-finite gradient */
 } gm_step_info;
 
+/* ---- the pieces of a step, shared with the sharded optimizer of train/dist.c ----------------------- */
+
+/* GM_ERR_ARG unless 0 <= beta < 1, eps > 0, weight decay >= 0 and clip >= 0. */
+gm_status gm_adamw_params_check(const gm_adamw_params *p);
+/* 1 if p puts weight decay on tensor t: 2-D projections always, RMSNorm offsets with decay_norms, the
+ * embedding with decay_embed. */
+int gm_adamw_tensor_decays(const gm_adamw_params *p, const gm_train_tensor *t);
+
+/* Σ (scale · g[i])² over i < n in double, as partial sums over fixed chunks of GM_ADAMW_NORM_CHUNK elements
+ * added in order (the same for any thread count). partial has room for gm_adamw_norm_chunks(n) doubles. */
+#define GM_ADAMW_NORM_CHUNK ((size_t)1 << 16)
+size_t gm_adamw_norm_chunks(size_t n);
+double gm_adamw_sumsq(const float *g, size_t n, float scale, double *partial, gm_pool *pool);
+
+/* The step's decisions, so every rank of a sharded run takes them alike. `updates` is the count so far.
+ * gm_adamw_skip_loss / _grad fill info (result, lr, grad_norm, message) for a skipped step and return the
+ * result; `where` names the first tensor with a non-finite gradient. gm_adamw_clip_coef is
+ * clip_grad_norm_'s factor for a global norm: clip / (norm + 1e-6) when that is below 1, else 1. */
+int gm_adamw_skip_loss(gm_step_info *info, int updates, float lr, float loss);
+int gm_adamw_skip_grad(gm_step_info *info, int updates, float lr, double norm, const char *where, float loss);
+float gm_adamw_clip_coef(const gm_adamw_params *p, double norm);
+
+/* Elements [begin, end) of a model's flat parameter layout; w, m, v and g point at element `begin`. */
+typedef struct gm_adamw_span {
+    const gm_train_tensor *tensors; /* the layout, for the tensor each element belongs to */
+    int n_tensors;
+    const unsigned char *decay;     /* per tensor: gm_adamw_tensor_decays */
+    size_t begin, end;
+    float *w, *m, *v;
+    const float *g;
+} gm_adamw_span;
+
+/* The AdamW update of a span with PyTorch's arithmetic: gradient scale · g, update number t (1-based, for the
+ * bias corrections). Element-wise, so bitwise the same however the elements are split into spans or
+ * threads. */
+void gm_adamw_update(const gm_adamw_params *p, const gm_adamw_span *s, float lr, float scale, int t, gm_pool *pool);
+
 /* One update of m's parameters from grad_scale · m->grads (grad_scale = 1 / micro-batches for gradient
  * accumulation of mean losses). loss is the step's loss (NaN/Inf → skipped; pass 0 if unknown). A
  * skipped step changes nothing (parameters, moments, step count); the caller reports info.message and

@@ -43,7 +43,9 @@ int gm_dist_tp_size(const gm_dist *d);
  * Same arguments as gm_train_model_new with the unsharded config; GM_ERR_ARG naming the sizes when tp
  * does not divide the heads (or the KV heads, unless there is one) or the FFN width. */
 gm_status gm_dist_model_new(gm_dist *d, const gm_config *c, const gm_train_opts *o, gm_train_model **out);
-/* Number of floats in the full layout of m's config. */
+/* gm_train_model_from_model for this rank's shard (the checkpoint's tensors converted and cut). */
+gm_status gm_dist_model_from_model(gm_dist *d, const gm_model *src, const gm_train_opts *o, gm_train_model **out);
+/* Number of floats in the full layout of m's config (m->n_full_params; m->full_tensors lists its tensors). */
 size_t gm_dist_full_params(const gm_dist *d, const gm_train_model *m);
 /* Sets this rank's shard from full-layout parameters (every rank passes the same full buffer). */
 gm_status gm_dist_model_scatter(gm_dist *d, gm_train_model *m, const float *full);
@@ -55,7 +57,8 @@ gm_status gm_dist_model_gather(gm_dist *d, const gm_train_model *m, float *full)
 typedef struct gm_dist_opt gm_dist_opt;
 
 /* AdamW over the mesh. zero = 1 shards moments and master weights over the data ranks (ZeRO); zero = 0
- * keeps them whole on every rank (plain all-reduce of the gradients). */
+ * keeps them whole on every rank (plain all-reduce of the gradients). m must outlive the optimizer (export
+ * and import use its layout). */
 gm_status gm_dist_opt_new(gm_dist *d, const gm_adamw_params *p, gm_train_model *m, int zero, gm_dist_opt **out);
 void gm_dist_opt_free(gm_dist_opt *o);
 /* One update from m->grads, which on each data rank hold the sum over its micro-batches of the gradients
@@ -64,7 +67,8 @@ void gm_dist_opt_free(gm_dist_opt *o);
  * global norm over the whole model. Every rank gets the same info and result; afterwards every rank's m
  * holds the updated parameters of its shard. Returns info->result (GM_STEP_*). The caller zeroes grads. */
 int gm_dist_opt_step(gm_dist_opt *o, gm_train_model *m, float lr, float grad_scale, float loss, gm_step_info *info);
-/* Bytes of optimizer state (moments and any master copy) this rank holds: halves with ZeRO on 2 data ranks. */
+/* Bytes of optimizer state (moments and any master copy) this rank holds: halves with ZeRO on 2 data ranks.
+ * The moments cover whole 64-float blocks (GM_TRAIN_PAD), so one slice may hold up to 63 floats of padding. */
 size_t gm_dist_opt_state_bytes(const gm_dist_opt *o);
 /* Updates taken so far. */
 int gm_dist_opt_steps(const gm_dist_opt *o);

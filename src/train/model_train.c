@@ -68,6 +68,7 @@ void gm_train_model_free(gm_train_model *m) {
     acts_free(m->acts);
     free(m->params);
     free(m->grads);
+    if (m->full_tensors != m->tensors) free(m->full_tensors);
     free(m->tensors);
     free(m->layers);
     free(m->d_layers);
@@ -89,9 +90,9 @@ static gm_status check_config(const gm_config *c) {
 }
 
 /* Names are "model." + suffix for global tensors, "model.layers.{l}." + suffix for layer l's. */
-static void add_tensor(gm_train_model *m, gm_train_kind kind, int layer, int64_t s0, int64_t s1, size_t *off,
-                       const char *suffix) {
-    gm_train_tensor *t = &m->tensors[m->n_tensors++];
+static void add_tensor(gm_train_tensor *tensors, int *n, gm_train_kind kind, int layer, int64_t s0, int64_t s1,
+                       size_t *off, const char *suffix) {
+    gm_train_tensor *t = &tensors[(*n)++];
     if (layer < 0) snprintf(t->name, sizeof t->name, "model.%s", suffix);
     else snprintf(t->name, sizeof t->name, "model.layers.%d.%s", layer, suffix);
     t->kind = kind, t->layer = layer, t->ndim = s1 ? 2 : 1;
@@ -101,27 +102,71 @@ static void add_tensor(gm_train_model *m, gm_train_kind kind, int layer, int64_t
     *off += t->numel;
 }
 
+/* A shard's head and FFN counts: query heads, KV heads and FFN units split tp_size ways, except MQA's single
+ * KV head, which every shard keeps whole (its gradient is then a partial sum per shard: train/dist.c adds
+ * them up). Query head h of a shard still reads KV head h / (H/K) of the shard, as H/K is unchanged. */
+static gm_status shard_dims(const gm_config *c, int tp_rank, int tp_size, int *H, int *K, int *F) {
+    if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size)
+        return gm_fail(GM_ERR_ARG, "model-parallel rank %d of %d is invalid", tp_rank, tp_size);
+    if (c->n_heads % tp_size || (c->n_kv_heads > 1 && c->n_kv_heads % tp_size) || c->ffn_size % tp_size)
+        return gm_fail(GM_ERR_ARG,
+                       "model parallelism %d must divide the query heads (%d), the KV heads (%d, unless there is one) "
+                       "and the FFN width (%d)",
+                       tp_size, c->n_heads, c->n_kv_heads, c->ffn_size);
+    *H = c->n_heads / tp_size;
+    *K = c->n_kv_heads == 1 ? 1 : c->n_kv_heads / tp_size;
+    *F = c->ffn_size / tp_size;
+    return GM_OK;
+}
+
 /* Tensor list in the order and names of src/model/model.c (Gemma 1: the pre-FFN norm is HF's
- * post_attention_layernorm). */
-static void build_layout(gm_train_model *m) {
-    const gm_config *c = &m->cfg;
-    int64_t d = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
-    int64_t f = c->ffn_size;
+ * post_attention_layernorm), with H query heads, K KV heads and F FFN units per layer. */
+static void build_layout(const gm_config *c, int H, int K, int F, gm_train_tensor *tensors, int *n, size_t *n_params) {
+    int64_t d = c->hidden_size, qd = (int64_t)H * c->head_dim, kvd = (int64_t)K * c->head_dim, f = F;
     size_t off = 0;
-    add_tensor(m, GM_TT_EMBED, -1, c->vocab_size, d, &off, "embed_tokens.weight");
+    *n = 0;
+    add_tensor(tensors, n, GM_TT_EMBED, -1, c->vocab_size, d, &off, "embed_tokens.weight");
     for (int l = 0; l < c->n_layers; l++) {
-        add_tensor(m, GM_TT_ATTN_NORM, l, d, 0, &off, "input_layernorm.weight");
-        add_tensor(m, GM_TT_Q, l, qd, d, &off, "self_attn.q_proj.weight");
-        add_tensor(m, GM_TT_K, l, kvd, d, &off, "self_attn.k_proj.weight");
-        add_tensor(m, GM_TT_V, l, kvd, d, &off, "self_attn.v_proj.weight");
-        add_tensor(m, GM_TT_O, l, d, qd, &off, "self_attn.o_proj.weight");
-        add_tensor(m, GM_TT_FFN_NORM, l, d, 0, &off, "post_attention_layernorm.weight");
-        add_tensor(m, GM_TT_GATE, l, f, d, &off, "mlp.gate_proj.weight");
-        add_tensor(m, GM_TT_UP, l, f, d, &off, "mlp.up_proj.weight");
-        add_tensor(m, GM_TT_DOWN, l, d, f, &off, "mlp.down_proj.weight");
+        add_tensor(tensors, n, GM_TT_ATTN_NORM, l, d, 0, &off, "input_layernorm.weight");
+        add_tensor(tensors, n, GM_TT_Q, l, qd, d, &off, "self_attn.q_proj.weight");
+        add_tensor(tensors, n, GM_TT_K, l, kvd, d, &off, "self_attn.k_proj.weight");
+        add_tensor(tensors, n, GM_TT_V, l, kvd, d, &off, "self_attn.v_proj.weight");
+        add_tensor(tensors, n, GM_TT_O, l, d, qd, &off, "self_attn.o_proj.weight");
+        add_tensor(tensors, n, GM_TT_FFN_NORM, l, d, 0, &off, "post_attention_layernorm.weight");
+        add_tensor(tensors, n, GM_TT_GATE, l, f, d, &off, "mlp.gate_proj.weight");
+        add_tensor(tensors, n, GM_TT_UP, l, f, d, &off, "mlp.up_proj.weight");
+        add_tensor(tensors, n, GM_TT_DOWN, l, d, f, &off, "mlp.down_proj.weight");
     }
-    add_tensor(m, GM_TT_FINAL_NORM, -1, d, 0, &off, "norm.weight");
-    m->n_params = off;
+    add_tensor(tensors, n, GM_TT_FINAL_NORM, -1, d, 0, &off, "norm.weight");
+    *n_params = off;
+}
+
+gm_status gm_train_layout(const gm_config *c, int tp_rank, int tp_size, gm_train_tensor *tensors, int *n_tensors,
+                          size_t *n_params) {
+    int H, K, F;
+    gm_status st = check_config(c);
+    if (!st) st = shard_dims(c, tp_rank, tp_size, &H, &K, &F);
+    if (st) return st;
+    build_layout(c, H, K, F, tensors, n_tensors, n_params);
+    return GM_OK;
+}
+
+void gm_train_shard_copy(const gm_train_model *m, int i, float *full, float *shard, int to_shard) {
+    const gm_train_tensor *F = &m->full_tensors[i], *S = &m->tensors[i];
+    float *f = full + F->offset, *s = shard + S->offset;
+    size_t rows = (size_t)S->shape[0], cols = S->ndim == 2 ? (size_t)S->shape[1] : 1;
+    size_t fcols = F->ndim == 2 ? (size_t)F->shape[1] : 1;
+    if (S->numel == F->numel) { /* replicated */
+        memcpy(to_shard ? s : f, to_shard ? f : s, sizeof(float) * S->numel);
+    } else if (cols == fcols) { /* row-parallel: a block of rows */
+        float *fb = f + (size_t)m->tp_rank * rows * cols;
+        memcpy(to_shard ? s : fb, to_shard ? fb : s, sizeof(float) * S->numel);
+    } else { /* column-parallel: a block of columns in every row */
+        for (size_t r = 0; r < rows; r++) {
+            float *fr = f + r * fcols + (size_t)m->tp_rank * cols, *sr = s + r * cols;
+            memcpy(to_shard ? sr : fr, to_shard ? fr : sr, sizeof(float) * cols);
+        }
+    }
 }
 
 static void bind_views(gm_train_model *m, float *base, float **embed, float **final_norm, gm_train_layer *L) {
@@ -151,8 +196,8 @@ static gm_status acts_new(gm_train_model *m) {
     if (!a) return gm_fail(GM_ERR_NOMEM, "out of memory");
     m->acts = a;
     size_t L = (size_t)c->n_layers, cap = (size_t)m->opt.max_batch * (size_t)m->opt.max_seq;
-    size_t d = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t f = (size_t)c->ffn_size, V = (size_t)c->vocab_size, H = (size_t)c->n_heads;
+    size_t d = (size_t)c->hidden_size, qd = (size_t)m->heads * c->head_dim, kvd = (size_t)m->kv_heads * c->head_dim;
+    size_t f = (size_t)m->ffn, V = (size_t)c->vocab_size, H = (size_t)m->heads;
     size_t rl = m->opt.recompute ? 1 : L; /* copies of the recomputable buffers */
     a->cap = cap;
     size_t chunk = GM_CLASSIFIER_FLOATS / V;
@@ -168,7 +213,7 @@ static gm_status acts_new(gm_train_model *m) {
     a->dq = falloc(cap * qd), a->dk = falloc(cap * kvd), a->dv = falloc(cap * kvd), a->datt = falloc(cap * qd);
     a->dgate = falloc(cap * f), a->dup = falloc(cap * f), a->dh = falloc(cap * f);
     a->logits = falloc((size_t)a->chunk * V), a->lse_ce = falloc(cap), a->loss_row = falloc(cap);
-    gm_attn_shape s = {m->opt.max_batch, m->opt.max_seq, c->n_heads, c->n_kv_heads, c->head_dim, 0, 0, 0};
+    gm_attn_shape s = {m->opt.max_batch, m->opt.max_seq, m->heads, m->kv_heads, c->head_dim, 0, 0, 0};
     a->attn_scratch = falloc(gm_attention_scratch_floats(&s, gm_pool_size(m->pool)));
     size_t half = (size_t)c->head_dim / 2;
     a->rope_cos = falloc((size_t)m->opt.max_seq * half), a->rope_sin = falloc((size_t)m->opt.max_seq * half);
@@ -185,8 +230,20 @@ static gm_status acts_new(gm_train_model *m) {
 }
 
 gm_status gm_train_model_new(const gm_config *c, const gm_train_opts *o, gm_train_model **out) {
+    return gm_train_model_new_shard(c, o, 0, 1, out);
+}
+
+/* Room for n floats rounded up to GM_TRAIN_PAD, zeroed. */
+static void *falloc_padded(size_t n) {
+    return falloc((n + GM_TRAIN_PAD - 1) / GM_TRAIN_PAD * GM_TRAIN_PAD);
+}
+
+gm_status gm_train_model_new_shard(const gm_config *c, const gm_train_opts *o, int tp_rank, int tp_size,
+                                   gm_train_model **out) {
     *out = NULL;
+    int H, K, F;
     gm_status st = check_config(c);
+    if (!st) st = shard_dims(c, tp_rank, tp_size, &H, &K, &F);
     if (st) return st;
     if (o->max_batch < 1 || o->max_seq < 1 || o->max_seq > c->max_pos || (size_t)o->max_batch * o->max_seq > (1u << 30))
         return gm_fail(GM_ERR_ARG, "batch %d x sequence %d is invalid (sequence at most the context, %d)", o->max_batch,
@@ -196,16 +253,23 @@ gm_status gm_train_model_new(const gm_config *c, const gm_train_opts *o, gm_trai
     m->cfg = *c;
     m->opt = *o;
     if (m->opt.n_threads < 1) m->opt.n_threads = 1;
-    m->tensors = calloc((size_t)(2 + 9 * c->n_layers), sizeof *m->tensors);
+    m->tp_rank = tp_rank, m->tp_size = tp_size, m->heads = H, m->kv_heads = K, m->ffn = F;
+    size_t n_max = (size_t)(2 + 9 * c->n_layers);
+    m->tensors = calloc(n_max, sizeof *m->tensors);
+    m->full_tensors = tp_size == 1 ? m->tensors : calloc(n_max, sizeof *m->full_tensors);
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     m->d_layers = calloc((size_t)c->n_layers, sizeof *m->d_layers);
-    if (!m->tensors || !m->layers || !m->d_layers) {
+    if (!m->tensors || !m->full_tensors || !m->layers || !m->d_layers) {
         gm_train_model_free(m);
         return gm_fail(GM_ERR_NOMEM, "out of memory");
     }
-    build_layout(m);
-    m->params = falloc(m->n_params);
-    m->grads = falloc(m->n_params);
+    build_layout(c, H, K, F, m->tensors, &m->n_tensors, &m->n_params);
+    if (tp_size == 1) m->n_full_tensors = m->n_tensors, m->n_full_params = m->n_params;
+    else
+        build_layout(c, c->n_heads, c->n_kv_heads, c->ffn_size, m->full_tensors, &m->n_full_tensors,
+                     &m->n_full_params);
+    m->params = falloc_padded(m->n_params);
+    m->grads = falloc_padded(m->n_params);
     m->pool = gm_pool_new(m->opt.n_threads);
     if (!m->params || !m->grads) {
         gm_train_model_free(m);
@@ -245,9 +309,22 @@ static uint64_t splitmix(uint64_t *s) {
 /* Uniform in (0, 1]: never 0, so the log in Box–Muller is finite. */
 static double unit(uint64_t *s) { return ((double)(splitmix(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
 
+/* Elements k0..k1-1 of a tensor's N(0, std²) stream (state s0) into out[0..k1-k0). The stream makes element
+ * pairs (k, k+1), k even, from two splitmix64 draws each, so pair k starts at state s0 + k·step: a shard
+ * starts there instead of generating the whole tensor. */
+static void normal_range(uint64_t s0, float std, size_t k0, size_t k1, float *out) {
+    size_t k = k0 & ~(size_t)1;
+    uint64_t s = s0 + (uint64_t)k * 0x9E3779B97F4A7C15ull;
+    for (; k < k1; k += 2) {
+        double r = sqrt(-2.0 * log(unit(&s))), a = 6.283185307179586 * unit(&s);
+        if (k >= k0) out[k - k0] = (float)(std * r * cos(a));
+        if (k + 1 < k1) out[k + 1 - k0] = (float)(std * r * sin(a));
+    }
+}
+
 void gm_train_init(gm_train_model *m, uint64_t seed, float std) {
     for (int i = 0; i < m->n_tensors; i++) {
-        const gm_train_tensor *t = &m->tensors[i];
+        const gm_train_tensor *t = &m->tensors[i], *F = &m->full_tensors[i];
         float *p = m->params + t->offset;
         if (t->ndim == 1) { /* norm offsets: 1 + w = 1 */
             memset(p, 0, sizeof(float) * t->numel);
@@ -255,32 +332,58 @@ void gm_train_init(gm_train_model *m, uint64_t seed, float std) {
         }
         /* each tensor its own stream, so adding a tensor kind later leaves the others' values unchanged */
         uint64_t s = seed ^ (0x100000001B3ull * (uint64_t)(i + 1));
-        for (size_t k = 0; k < t->numel; k += 2) {
-            double r = sqrt(-2.0 * log(unit(&s))), a = 6.283185307179586 * unit(&s);
-            p[k] = (float)(std * r * cos(a));
-            if (k + 1 < t->numel) p[k + 1] = (float)(std * r * sin(a));
-        }
+        size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], fcols = (size_t)F->shape[1];
+        size_t k0 = (size_t)m->tp_rank * t->numel; /* a row-parallel shard's first element */
+        if (t->numel == F->numel) normal_range(s, std, 0, t->numel, p);
+        else if (cols == fcols) normal_range(s, std, k0, k0 + t->numel, p);
+        else
+            for (size_t r = 0; r < rows; r++) {
+                size_t kr = r * fcols + (size_t)m->tp_rank * cols;
+                normal_range(s, std, kr, kr + cols, p + r * cols);
+            }
         if (t->kind == GM_TT_EMBED && m->cfg.pad_id >= 0 && m->cfg.pad_id < m->cfg.vocab_size)
             memset(p + (size_t)m->cfg.pad_id * (size_t)m->cfg.hidden_size, 0, sizeof(float) * (size_t)m->cfg.hidden_size);
     }
 }
 
-static gm_status copy_matrix(float *dst, const gm_wmat *w, const gm_train_tensor *t) {
-    if (w->rows != t->shape[0] || w->cols != t->shape[1])
+/* The shard's part of w (full tensor F, shard tensor t of model m) into dst: rows converted one at a time,
+ * so a shard never holds the whole matrix in f32. */
+static gm_status copy_matrix(float *dst, const gm_wmat *w, const gm_train_model *m, int i) {
+    const gm_train_tensor *t = &m->tensors[i], *F = &m->full_tensors[i];
+    if (w->rows != F->shape[0] || w->cols != F->shape[1])
         return gm_fail(GM_ERR_FORMAT, "%s: shape [%d, %d], expected [%lld, %lld]", t->name, w->rows, w->cols,
-                       (long long)t->shape[0], (long long)t->shape[1]);
+                       (long long)F->shape[0], (long long)F->shape[1]);
     const gm_dtype_traits *tr = gm_dtype_info(w->dt);
     size_t row_bytes;
     if (!tr || !gm_dtype_row_bytes(w->dt, (size_t)w->cols, &row_bytes))
         return gm_fail(GM_ERR_UNSUPPORTED, "%s: cannot convert its dtype to f32", t->name);
-    for (int r = 0; r < w->rows; r++)
-        tr->to_f32((const char *)w->data + (size_t)r * row_bytes, dst + (size_t)r * (size_t)w->cols, (size_t)w->cols);
+    size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1], fcols = (size_t)w->cols;
+    int col_par = cols != fcols;
+    size_t r0 = t->numel == F->numel || col_par ? 0 : (size_t)m->tp_rank * rows; /* row-parallel: rows from r0 */
+    size_t c0 = col_par ? (size_t)m->tp_rank * cols : 0;                         /* column-parallel: from c0 */
+    float *row = col_par ? malloc(sizeof(float) * fcols) : NULL;
+    if (col_par && !row) return gm_fail(GM_ERR_NOMEM, "out of memory");
+    for (size_t r = 0; r < rows; r++) {
+        const char *src = (const char *)w->data + (r0 + r) * row_bytes;
+        if (!col_par) {
+            tr->to_f32(src, dst + r * cols, cols);
+            continue;
+        }
+        tr->to_f32(src, row, fcols);
+        memcpy(dst + r * cols, row + c0, sizeof(float) * cols);
+    }
+    free(row);
     return GM_OK;
 }
 
 gm_status gm_train_model_from_model(const gm_model *src, const gm_train_opts *o, gm_train_model **out) {
+    return gm_train_model_from_model_shard(src, o, 0, 1, out);
+}
+
+gm_status gm_train_model_from_model_shard(const gm_model *src, const gm_train_opts *o, int tp_rank, int tp_size,
+                                          gm_train_model **out) {
     gm_train_model *m;
-    gm_status st = gm_train_model_new(&src->cfg, o, &m);
+    gm_status st = gm_train_model_new_shard(&src->cfg, o, tp_rank, tp_size, &m);
     if (st) return st;
     for (int i = 0; i < m->n_tensors && !st; i++) {
         const gm_train_tensor *t = &m->tensors[i];
@@ -302,7 +405,7 @@ gm_status gm_train_model_from_model(const gm_model *src, const gm_train_opts *o,
         case GM_TT_DOWN: w = &L->wdown; break;
         }
         if (norm) memcpy(p, norm, sizeof(float) * t->numel); /* already f32, stored as w (used as 1 + w) */
-        else if (w) st = copy_matrix(p, w, t);
+        else if (w) st = copy_matrix(p, w, m, i);
         else st = gm_fail(GM_ERR_FORMAT, "the model has no tensor %s", t->name);
     }
     if (st) {
@@ -327,22 +430,28 @@ typedef struct {
 static layer_acts layer_slices(gm_train_model *m, int l) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
-    size_t cap = a->cap, d = (size_t)c->hidden_size, qd = (size_t)c->n_heads * c->head_dim;
-    size_t kvd = (size_t)c->n_kv_heads * c->head_dim, f = (size_t)c->ffn_size;
+    size_t cap = a->cap, d = (size_t)c->hidden_size, qd = (size_t)m->heads * c->head_dim;
+    size_t kvd = (size_t)m->kv_heads * c->head_dim, f = (size_t)m->ffn;
     int rc = m->opt.recompute;
     layer_acts s = {
         at(a->res, l, 0, cap, d), at(a->mid, l, 0, cap, d), at(a->res, l + 1, 0, cap, d),
         at(a->rstd_a, l, 0, cap, 1), at(a->rstd_f, l, 0, cap, 1), at(a->xn_a, l, rc, cap, d),
         at(a->xn_f, l, rc, cap, d), at(a->q, l, 0, cap, qd), at(a->k, l, 0, cap, kvd), at(a->v, l, 0, cap, kvd),
-        at(a->att, l, 0, cap, qd), at(a->lse, l, 0, cap, (size_t)c->n_heads), at(a->gate, l, 0, cap, f),
+        at(a->att, l, 0, cap, qd), at(a->lse, l, 0, cap, (size_t)m->heads), at(a->gate, l, 0, cap, f),
         at(a->up, l, 0, cap, f), at(a->h, l, rc, cap, f)};
     return s;
 }
 
 static gm_attn_shape attn_shape(const gm_train_model *m, int B, int T) {
     const gm_config *c = &m->cfg;
-    gm_attn_shape s = {B, T, c->n_heads, c->n_kv_heads, c->head_dim, c->query_scale, 0, 0};
+    gm_attn_shape s = {B, T, m->heads, m->kv_heads, c->head_dim, c->query_scale, 0, 0};
     return s;
+}
+
+/* Model parallelism: a row-parallel projection's output (o, down) and a column-parallel one's input gradient
+ * (q/k/v, gate/up) are partial sums over the shards until added up here. */
+static void tp_sum(gm_train_model *m, float *buf, size_t n) {
+    if (m->tp_sum) m->tp_sum(m->tp_ctx, buf, n);
 }
 
 static void add_rows(float *y, const float *x, size_t n) {
@@ -353,7 +462,7 @@ static void forward(gm_train_model *m, const int32_t *inputs, int B, int T) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
     gm_pool *P = m->pool;
-    int N = B * T, d = c->hidden_size, H = c->n_heads, K = c->n_kv_heads, hd = c->head_dim, f = c->ffn_size;
+    int N = B * T, d = c->hidden_size, H = m->heads, K = m->kv_heads, hd = c->head_dim, f = m->ffn;
     gm_attn_shape as = attn_shape(m, B, T);
     gm_embedding_forward(a->res, inputs, m->embed, N, d, c->embed_scale, P);
     for (int l = 0; l < c->n_layers; l++) {
@@ -367,12 +476,14 @@ static void forward(gm_train_model *m, const int32_t *inputs, int B, int T) {
         gm_rope_forward(s.k, B, T, K, hd, a->rope_cos, a->rope_sin, P);
         gm_attention_forward(s.att, s.lse, s.q, s.k, s.v, &as, a->attn_scratch, P);
         gm_matmul_forward(s.mid, s.att, W->wo, N, H * hd, d, P);
+        tp_sum(m, s.mid, (size_t)N * d);
         add_rows(s.mid, s.res_in, (size_t)N * d);
         gm_rmsnorm_forward(s.xn_f, s.rstd_f, s.mid, W->ffn_norm, N, d, c->rms_eps, P);
         gm_matmul_forward(s.gate, s.xn_f, W->wgate, N, d, f, P);
         gm_matmul_forward(s.up, s.xn_f, W->wup, N, d, f, P);
         gm_geglu_forward(s.h, s.gate, s.up, (size_t)N * f, P);
         gm_matmul_forward(s.res_out, s.h, W->wdown, N, f, d, P);
+        tp_sum(m, s.res_out, (size_t)N * d);
         add_rows(s.res_out, s.mid, (size_t)N * d);
     }
     const float *last = a->res + (size_t)c->n_layers * a->cap * (size_t)d;
@@ -413,7 +524,7 @@ static void backward(gm_train_model *m, const int32_t *inputs, int B, int T) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
     gm_pool *P = m->pool;
-    int N = B * T, d = c->hidden_size, H = c->n_heads, K = c->n_kv_heads, hd = c->head_dim, f = c->ffn_size;
+    int N = B * T, d = c->hidden_size, H = m->heads, K = m->kv_heads, hd = c->head_dim, f = m->ffn;
     size_t Nd = (size_t)N * d, Nq = (size_t)N * H * hd, Nkv = (size_t)N * K * hd, Nf = (size_t)N * f;
     gm_attn_shape as = attn_shape(m, B, T);
     /* a->dxn holds d(xn_final) from the classifier */
@@ -436,6 +547,7 @@ static void backward(gm_train_model *m, const int32_t *inputs, int B, int T) {
         zero(a->dxn, Nd);
         gm_matmul_backward(a->dxn, dW->wgate, a->dgate, s.xn_f, W->wgate, N, d, f, P);
         gm_matmul_backward(a->dxn, dW->wup, a->dup, s.xn_f, W->wup, N, d, f, P);
+        tp_sum(m, a->dxn, Nd);
         gm_rmsnorm_backward(a->dres, dW->ffn_norm, a->dxn, s.mid, W->ffn_norm, s.rstd_f, N, d, P);
         /* attention: mid = res_in + o(attn(rope(q), rope(k), v)); dres becomes d(res_in) */
         if (m->opt.recompute) gm_rmsnorm_forward(s.xn_a, s.rstd_a, s.res_in, W->attn_norm, N, d, c->rms_eps, P);
@@ -451,6 +563,7 @@ static void backward(gm_train_model *m, const int32_t *inputs, int B, int T) {
         gm_matmul_backward(a->dxn, dW->wq, a->dq, s.xn_a, W->wq, N, d, H * hd, P);
         gm_matmul_backward(a->dxn, dW->wk, a->dk, s.xn_a, W->wk, N, d, K * hd, P);
         gm_matmul_backward(a->dxn, dW->wv, a->dv, s.xn_a, W->wv, N, d, K * hd, P);
+        tp_sum(m, a->dxn, Nd);
         gm_rmsnorm_backward(a->dres, dW->attn_norm, a->dxn, s.res_in, W->attn_norm, s.rstd_a, N, d, P);
     }
     gm_embedding_backward(m->d_embed, a->dres, inputs, N, d, c->embed_scale, P);

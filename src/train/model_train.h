@@ -13,6 +13,9 @@
 
 /* Gemma's initializer_range (HF GemmaConfig default). */
 #define GM_TRAIN_INIT_STD 0.02f
+/* params and grads are allocated to a multiple of this many floats, the tail past n_params always zero, so
+ * train/dist.c can move them through MPI in blocks (whose counts fit an int for any model size). */
+#define GM_TRAIN_PAD 64
 
 typedef enum {
     GM_TT_EMBED, GM_TT_ATTN_NORM, GM_TT_Q, GM_TT_K, GM_TT_V, GM_TT_O, GM_TT_FFN_NORM, GM_TT_GATE, GM_TT_UP,
@@ -46,6 +49,10 @@ typedef struct gm_train_opts {
 
 typedef struct gm_train_acts gm_train_acts; /* private to model_train.c */
 
+/* Sums buf[0..n) over the model-parallel ranks in place, giving every one of them the same values (the
+ * hook train/dist.c installs, so this file needs no MPI). */
+typedef void (*gm_train_sum_fn)(void *ctx, float *buf, size_t n);
+
 typedef struct gm_train_model {
     gm_config cfg;
     gm_train_opts opt;
@@ -59,6 +66,19 @@ typedef struct gm_train_model {
     gm_pool *pool;
     gm_train_acts *acts;
     int last_targets;            /* targets counted by the last call (the loss is their mean) */
+    /* Model parallelism (train/dist.h): this model is shard tp_rank of tp_size. It holds `heads` query
+     * heads, `kv_heads` KV heads and `ffn` FFN units of every layer (the config's own counts when tp_size
+     * is 1); tensors[] then has the shard's shapes, while full_tensors[] is the layout of the unsharded
+     * config (the same array when tp_size is 1), which checkpoints use. tp_sum (NULL when tp_size is 1)
+     * runs after the row-parallel o/down projections and on the column-parallel q/k/v and gate/up input
+     * gradients. */
+    int tp_rank, tp_size;
+    int heads, kv_heads, ffn;
+    gm_train_tensor *full_tensors;
+    int n_full_tensors;
+    size_t n_full_params;
+    gm_train_sum_fn tp_sum;
+    void *tp_ctx;
 } gm_train_model;
 
 gm_train_opts gm_train_opts_default(int max_batch, int max_seq, int n_threads);
@@ -68,11 +88,32 @@ gm_train_opts gm_train_opts_default(int max_batch, int max_seq, int n_threads);
 gm_status gm_train_model_new(const gm_config *c, const gm_train_opts *o, gm_train_model **out);
 /* Gemma's init (HF GemmaPreTrainedModel._init_weights): matrices and the embedding N(0, std²), the
  * padding row (cfg.pad_id) of the embedding zero, norm offsets zero (RMSNorm scales by 1 + w = 1).
- * Deterministic in seed (splitmix64 + Box–Muller), independent of the thread count. */
+ * Deterministic in seed (splitmix64 + Box–Muller), independent of the thread count; a shard gets its part
+ * of the unsharded model's values. */
 void gm_train_init(gm_train_model *m, uint64_t seed, float std);
 /* A trainable copy of a loaded model (any stored dtype converted to f32), for fine-tuning. */
 gm_status gm_train_model_from_model(const gm_model *src, const gm_train_opts *o, gm_train_model **out);
 void gm_train_model_free(gm_train_model *m);
+
+/* ---- model parallelism (train/dist.h builds on these) ----------------------------------------------- */
+
+/* Shard tp_rank of tp_size of c: query heads H/tp, KV heads K/tp (or MQA's single KV head, replicated),
+ * FFN units ffn/tp of every layer; the embedding and the norms whole. gm_train_model_new is shard 0 of 1.
+ * GM_ERR_ARG naming the sizes when tp_size does not divide them. */
+gm_status gm_train_model_new_shard(const gm_config *c, const gm_train_opts *o, int tp_rank, int tp_size,
+                                   gm_train_model **out);
+/* gm_train_model_from_model for a shard: the rows it needs converted one at a time, then cut. */
+gm_status gm_train_model_from_model_shard(const gm_model *src, const gm_train_opts *o, int tp_rank, int tp_size,
+                                          gm_train_model **out);
+/* Tensor table of shard tp_rank of tp_size of c (tp_size 1: the full layout). tensors has room for
+ * 2 + 9·n_layers entries. */
+gm_status gm_train_layout(const gm_config *c, int tp_rank, int tp_size, gm_train_tensor *tensors, int *n_tensors,
+                          size_t *n_params);
+/* Copies tensor i of m between the full layout and m's shard: to_shard 1 copies the shard's part of
+ * full (a buffer in m's full layout, full_tensors[i].offset) into shard (m's layout, tensors[i].offset);
+ * 0 copies it back. Row-parallel tensors (q/k/v, gate/up) own a block of rows, column-parallel ones
+ * (o, down) a block of columns, replicated ones everything. */
+void gm_train_shard_copy(const gm_train_model *m, int i, float *full, float *shard, int to_shard);
 
 /* The tensor of that HF name, or NULL. */
 const gm_train_tensor *gm_train_find(const gm_train_model *m, const char *name);
