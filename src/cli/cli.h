@@ -21,6 +21,9 @@ int cmd_convert(int argc, char **argv);
 int cmd_pii(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_memorization(int argc, char **argv);
+int cmd_sxs(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 /* Print "gemma CMD: message" to stderr and return CLI_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...)

@@ -28,13 +28,16 @@ static const struct {
     {"convert", cmd_convert, "convert between a Hugging Face directory and GGUF (or write a random GGUF)"},
     {"pii", cmd_pii, "find personal data in text files (--redact, --json)"},
     {"eval", cmd_eval, "benchmark scores (ARC, HellaSwag, MMLU, GSM8K, HumanEval...) and perplexity"},
-    {"data", cmd_data, "pretraining data: filter (quality rules), dedup (exact + MinHash), decontaminate"},
+    {"data", cmd_data, "pretraining data: tokenize into shards, filter, dedup (exact + MinHash), decontaminate"},
+    {"memorization", cmd_memorization, "exact and approximate memorization of training documents (--pii)"},
+    {"sxs", cmd_sxs, "side-by-side win rate of two systems' responses, rated by a judge model"},
+    {"train", cmd_train, "pretrain a model on token shards (checkpoints, exact resume, mpirun for many ranks)"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: gemma COMMAND [options]   (gemma COMMAND --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        fprintf(f, "  %-11s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+        fprintf(f, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].help);
 }
 
 int main(int argc, char **argv) {
