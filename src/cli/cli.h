@@ -50,4 +50,15 @@ double cli_now(void);
 /* Default thread count: the number of online CPUs. */
 int cli_default_threads(void);
 
+/* A progress report on stderr for long runs: on a terminal a bar redrawn at most every 0.1 s, otherwise a
+ * line per tenth of the work; rate in `unit`/s and ETA. cli_progress_update has the signature of the
+ * library's progress callbacks (void *user, long done, long total). */
+typedef struct cli_progress {
+    const char *unit;
+    double t0, last;
+    int tty, quiet, last_decile;
+} cli_progress;
+cli_progress cli_progress_start(const char *unit, int quiet);
+void cli_progress_update(void *progress, long done, long total);
+
 #endif

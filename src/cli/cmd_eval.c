@@ -38,48 +38,6 @@ static const char *HELP =
     "  -q, --quiet         no progress on stderr\n"
     "exit status: 0 done, 1 runtime error (bad data, model, sandbox), 2 usage error\n";
 
-/* ---- progress bar ------------------------------------------------------------------------------ */
-
-typedef struct {
-    const char *unit;
-    double t0, last;
-    int tty, quiet, last_decile;
-} progress_bar;
-
-static void fmt_eta(double s, char *buf, size_t cap) {
-    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "--:--");
-    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-    else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-}
-
-static void on_progress(void *user, long done, long total) {
-    progress_bar *p = user;
-    if (p->quiet) return;
-    double t = cli_now(), el = t - p->t0;
-    int finished = done >= total;
-    double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : -1;
-    char e[32];
-    fmt_eta(eta, e, sizeof e);
-    if (p->tty) {
-        if (!finished && t - p->last < 0.1) return;
-        p->last = t;
-        int w = 30, fill = total ? (int)((double)w * (double)done / (double)total) : w;
-        char bar[64];
-        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-        bar[w] = 0;
-        fprintf(stderr, "\r[%s] %ld/%ld %5.1f%%  %.2f %s/s  ETA %s ", bar, done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, p->unit, e);
-        if (finished) fputc('\n', stderr);
-    } else {
-        int dec = total ? (int)(10 * done / total) : 10;
-        if (dec == p->last_decile) return;
-        p->last_decile = dec;
-        fprintf(stderr, "%ld/%ld (%.0f%%)  %.2f %s/s  ETA %s\n", done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, p->unit, e);
-    }
-    fflush(stderr);
-}
-
 /* ---- output ------------------------------------------------------------------------------------ */
 
 static void json_num(FILE *f, double v) {
@@ -203,11 +161,11 @@ int cmd_eval(int argc, char **argv) {
     sp.kv_bf16 = kv_bf16;
     if (gm_session_new_ex(m, &sp, &s)) goto fail;
 
-    progress_bar pb = {ti->kind == GM_KIND_TEXT ? "tokens" : "examples", cli_now(), 0, isatty(2), quiet, -1};
+    cli_progress pb = cli_progress_start(ti->kind == GM_KIND_TEXT ? "tokens" : "examples", quiet);
     double t0 = cli_now(), dt;
     if (ti->kind == GM_KIND_TEXT) {
         if (!quiet) fprintf(stderr, "perplexity of %s (%zu bytes), context %ld\n", data, text_len, n_ctx);
-        if (gm_eval_perplexity(s, tok, cfg->vocab_size, text, text_len, (int)window, (int)stride, on_progress, &pb, &ppl))
+        if (gm_eval_perplexity(s, tok, cfg->vocab_size, text, text_len, (int)window, (int)stride, cli_progress_update, &pb, &ppl))
             goto fail;
         dt = cli_now() - t0;
     } else {
@@ -233,7 +191,7 @@ int cmd_eval(int argc, char **argv) {
         ro.limits.timeout_s = timeout;
         ro.limits.mem_mb = mem_mb;
         ro.limits.allow_network = allow_net;
-        ro.progress = on_progress;
+        ro.progress = cli_progress_update;
         ro.progress_user = &pb;
         ro.samples = samples;
         gm_status st = gm_eval_run(set, &ro, &res);

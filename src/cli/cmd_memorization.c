@@ -50,38 +50,6 @@ static const char *HELP =
     "  -q, --quiet         no progress on stderr\n"
     "exit status: 0 done, 1 runtime error (unreadable data or model), 2 usage error\n";
 
-/* ---- progress ---------------------------------------------------------------------------------- */
-
-typedef struct {
-    double t0, last;
-    int tty, quiet, last_decile;
-} progress_bar;
-
-static void on_progress(void *user, long done, long total) {
-    progress_bar *p = user;
-    if (p->quiet) return;
-    double t = cli_now(), el = t - p->t0;
-    int finished = done >= total;
-    double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : -1;
-    char e[32];
-    if (!(eta >= 0) || eta > 1e7) snprintf(e, sizeof e, "--:--");
-    else if (eta >= 3600) snprintf(e, sizeof e, "%dh%02dm", (int)(eta / 3600), (int)fmod(eta / 60, 60));
-    else snprintf(e, sizeof e, "%dm%02ds", (int)(eta / 60), (int)fmod(eta, 60));
-    if (p->tty) {
-        if (!finished && t - p->last < 0.1) return;
-        p->last = t;
-        fprintf(stderr, "\r%ld/%ld documents %5.1f%%  %.2f docs/s  ETA %s ", done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, e);
-        if (finished) fputc('\n', stderr);
-    } else {
-        int dec = total ? (int)(10 * done / total) : 10;
-        if (dec == p->last_decile) return;
-        p->last_decile = dec;
-        fprintf(stderr, "%ld/%ld documents (%.0f%%)  %.2f docs/s  ETA %s\n", done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, e);
-    }
-    fflush(stderr);
-}
 
 /* ---- reading documents ------------------------------------------------------------------------- */
 
@@ -499,8 +467,8 @@ int cmd_memorization(int argc, char **argv) {
     ro.doc.prefix = (int)prefix, ro.doc.suffix = (int)suffix, ro.doc.threshold = threshold;
     ro.doc.early_stop = early_stop;
     ro.session = s, ro.tok = tok, ro.pii = pii, ro.pii_opt = pii_opt, ro.samples = samples;
-    progress_bar pb = {cli_now(), 0, isatty(2), quiet, -1};
-    ro.progress = on_progress, ro.progress_user = &pb;
+    cli_progress pb = cli_progress_start("documents", quiet);
+    ro.progress = cli_progress_update, ro.progress_user = &pb;
     if (!quiet)
         fprintf(stderr, "memorization: %d documents, prefix %ld, suffix %ld, approximate at edit distance <= %d\n",
                 sample->n, prefix, suffix, gm_memo_max_distance((int)suffix, threshold));

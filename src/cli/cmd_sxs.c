@@ -36,38 +36,6 @@ static const char *HELP =
     "  -q, --quiet         no progress on stderr\n"
     "exit status: 0 done, 1 runtime error (unreadable or mismatched files, model), 2 usage error\n";
 
-/* ---- progress ---------------------------------------------------------------------------------- */
-
-typedef struct {
-    double t0, last;
-    int tty, quiet, last_decile;
-} progress_bar;
-
-static void on_progress(void *user, long done, long total) {
-    progress_bar *p = user;
-    if (p->quiet) return;
-    double t = cli_now(), el = t - p->t0;
-    int finished = done >= total;
-    double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : -1;
-    char e[32];
-    if (!(eta >= 0) || eta > 1e7) snprintf(e, sizeof e, "--:--");
-    else if (eta >= 3600) snprintf(e, sizeof e, "%dh%02dm", (int)(eta / 3600), (int)fmod(eta / 60, 60));
-    else snprintf(e, sizeof e, "%dm%02ds", (int)(eta / 60), (int)fmod(eta, 60));
-    if (p->tty) {
-        if (!finished && t - p->last < 0.1) return;
-        p->last = t;
-        fprintf(stderr, "\r%ld/%ld pairs %5.1f%%  %.2f pairs/s  ETA %s ", done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, e);
-        if (finished) fputc('\n', stderr);
-    } else {
-        int dec = total ? (int)(10 * done / total) : 10;
-        if (dec == p->last_decile) return;
-        p->last_decile = dec;
-        fprintf(stderr, "%ld/%ld pairs (%.0f%%)  %.2f pairs/s  ETA %s\n", done, total,
-                total ? 100.0 * (double)done / (double)total : 100.0, rate, e);
-    }
-    fflush(stderr);
-}
 
 static void on_skip(void *user, int item, const char *why) {
     const char *path = user;
@@ -365,8 +333,8 @@ int cmd_sxs(int argc, char **argv) {
     if (gm_session_new_ex(m, &sp, &s)) goto fail;
     if (gm_sxs_model_judge_new(s, tok, cfg->vocab_size, rubric, chat, &mj)) goto fail;
 
-    progress_bar pb = {cli_now(), 0, isatty(2), quiet, -1};
-    gm_sxs_run_opts ro = {gm_sxs_model_judge_fn, mj, on_progress, &pb, on_skip, (void *)prompts_path};
+    cli_progress pb = cli_progress_start("pairs", quiet);
+    gm_sxs_run_opts ro = {gm_sxs_model_judge_fn, mj, cli_progress_update, &pb, on_skip, (void *)prompts_path};
     if (!quiet) fprintf(stderr, "sxs: %d prompts, each judged in both orders, context %ld\n", P.n, n_ctx);
     double t0 = cli_now();
     if (gm_sxs_run(items, P.n, &ro, &res)) {

@@ -1,6 +1,7 @@
 /* `gemma`: one program, one subcommand per file. This file only dispatches and holds the shared
  * helpers declared in cli.h. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,47 @@ double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- progress bar ------------------------------------------------------------------------------ */
+
+cli_progress cli_progress_start(const char *unit, int quiet) {
+    cli_progress p = {unit, cli_now(), 0, isatty(2), quiet, -1};
+    return p;
+}
+
+static void fmt_eta(double s, char *buf, size_t cap) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "--:--");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+void cli_progress_update(void *progress, long done, long total) {
+    cli_progress *p = progress;
+    if (p->quiet) return;
+    double t = cli_now(), el = t - p->t0;
+    int finished = done >= total;
+    double rate = el > 0 ? (double)done / el : 0, eta = rate > 0 ? (double)(total - done) / rate : -1;
+    char e[32];
+    fmt_eta(eta, e, sizeof e);
+    if (p->tty) {
+        if (!finished && t - p->last < 0.1) return;
+        p->last = t;
+        int w = 30, fill = total ? (int)((double)w * (double)done / (double)total) : w;
+        char bar[64];
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        fprintf(stderr, "\r[%s] %ld/%ld %5.1f%%  %.2f %s/s  ETA %s ", bar, done, total,
+                total ? 100.0 * (double)done / (double)total : 100.0, rate, p->unit, e);
+        if (finished) fputc('\n', stderr);
+    } else {
+        int dec = total ? (int)(10 * done / total) : 10;
+        if (dec == p->last_decile) return;
+        p->last_decile = dec;
+        fprintf(stderr, "%ld/%ld (%.0f%%)  %.2f %s/s  ETA %s\n", done, total,
+                total ? 100.0 * (double)done / (double)total : 100.0, rate, p->unit, e);
+    }
+    fflush(stderr);
 }
 
 gm_status cli_load_model(const char *dir, int use_mmap, int quiet, gm_model **m) {
