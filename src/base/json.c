@@ -452,3 +452,20 @@ const char *gm_json_get_str(const gm_json *obj, const char *key) {
     const gm_json *v = gm_json_get(obj, key);
     return v && v->type == GM_JSON_STRING ? v->str : NULL;
 }
+
+void gm_json_write_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}

@@ -6,6 +6,7 @@
 #define GM_BASE_JSON_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "gemma.h"
@@ -47,5 +48,8 @@ int gm_json_get_int(const gm_json *obj, const char *key, int64_t *out);
 int gm_json_get_num(const gm_json *obj, const char *key, double *out);
 int gm_json_get_bool(const gm_json *obj, const char *key, int *out);
 const char *gm_json_get_str(const gm_json *obj, const char *key); /* NULL if absent or not a string */
+
+/* Writes s as a JSON string literal (quotes, backslash and control characters escaped; UTF-8 passed through). */
+void gm_json_write_str(FILE *f, const char *s);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "cli/cli.h"
 #include "eval/codeexec.h"
 #include "eval/score.h"
@@ -46,7 +47,7 @@ static void json_num(FILE *f, double v) {
 }
 
 static void json_opt_str(FILE *f, const char *s) {
-    if (s) gm_eval_json_str(f, s);
+    if (s) gm_json_write_str(f, s);
     else fputs("null", f);
 }
 
@@ -247,14 +248,14 @@ int cmd_eval(int argc, char **argv) {
             goto out;
         }
         fputs("{\n  \"task\": ", f);
-        gm_eval_json_str(f, ti->name);
+        gm_json_write_str(f, ti->name);
         fputs(",\n  \"model\": ", f);
-        gm_eval_json_str(f, model);
+        gm_json_write_str(f, model);
         fputs(",\n  \"data\": ", f);
-        gm_eval_json_str(f, data);
+        gm_json_write_str(f, data);
         fprintf(f, ",\n  \"n\": %ld", n_items);
         fputs(",\n  \"prompt_format\": ", f);
-        gm_eval_json_str(f, ti->format);
+        gm_json_write_str(f, ti->format);
         fputs(",\n  \"metrics\": {", f);
         if (ti->kind == GM_KIND_TEXT) {
             const char *names[4] = {"token_perplexity", "byte_perplexity", "bits_per_byte", "word_perplexity"};
@@ -279,7 +280,7 @@ int cmd_eval(int argc, char **argv) {
         } else {
             for (int i = 0; i < res.n_metrics; i++) {
                 fprintf(f, "%s\n    ", i ? "," : "");
-                gm_eval_json_str(f, res.metrics[i].name);
+                gm_json_write_str(f, res.metrics[i].name);
                 fputs(": {\"value\": ", f);
                 json_num(f, res.metrics[i].value);
                 fputs(", \"stderr\": ", f);
@@ -291,7 +292,7 @@ int cmd_eval(int argc, char **argv) {
                 fputs(",\n  \"groups\": {", f);
                 for (int g = 0; g < res.n_groups; g++) {
                     fprintf(f, "%s\n    ", g ? "," : "");
-                    gm_eval_json_str(f, res.groups[g].name);
+                    gm_json_write_str(f, res.groups[g].name);
                     fprintf(f, ": {\"n\": %ld, \"acc\": ", res.groups[g].acc.n);
                     json_num(f, gm_stat_mean(&res.groups[g].acc));
                     fputs(", \"stderr\": ", f);
@@ -310,7 +311,7 @@ int cmd_eval(int argc, char **argv) {
                         res.code_outcomes[0], res.code_outcomes[1], res.code_outcomes[2], res.code_outcomes[3],
                         res.code_outcomes[4]);
             if (ti->kind == GM_KIND_CODE) {
-                gm_eval_json_str(f, python);
+                gm_json_write_str(f, python);
                 fprintf(f,
                         ", \"timeout_s\": %g, \"mem_mb\": %ld, \"network_isolated\": %s, \"pid_namespace\": %s, "
                         "\"readonly_fs\": %s, \"nproc_limit\": %s}",

@@ -233,11 +233,11 @@ typedef struct {
 static void write_json(FILE *f, const report *p) {
     const gm_memo_result *r = p->r;
     fputs("{\n  \"model\": ", f);
-    gm_eval_json_str(f, p->model);
+    gm_json_write_str(f, p->model);
     fputs(",\n  \"data\": [", f);
     for (int i = 0; i < p->n_data; i++) {
         if (i) fputs(", ", f);
-        gm_eval_json_str(f, p->data[i]);
+        gm_json_write_str(f, p->data[i]);
     }
     fprintf(f, "],\n  \"docs_requested\": %ld,\n  \"docs_seen\": %llu,\n  \"docs_eligible\": %llu,"
                "\n  \"docs_too_short\": %llu,\n  \"n\": %ld,\n  \"seed\": %llu,\n  \"prefix\": %d,\n  \"suffix\": %d,"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "cli/cli.h"
 #include "eval/pii.h"
 
@@ -26,16 +27,6 @@ static void usage_text(FILE *f) {
 }
 
 
-static void json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 /* "EMAIL,IPV4" -> type mask; 0 on an unknown name. */
 static uint32_t parse_types(const char *list) {
@@ -82,7 +73,7 @@ static int one_file(const char *path, int mode, const gm_pii_options *opt) {
             n_sens += f[i].severity == GM_PII_SENSITIVE;
             if (mode == MODE_JSON) {
                 fputs("{\"file\": ", stdout);
-                json_string(stdout, name);
+                gm_json_write_str(stdout, name);
                 printf(", \"type\": \"%s\", \"severity\": \"%s\", \"start\": %zu, \"end\": %zu, \"rule\": \"%s\"}\n",
                        gm_pii_type_name(f[i].type), gm_pii_severity_name(f[i].severity), f[i].start, f[i].end,
                        f[i].rule);

@@ -177,17 +177,17 @@ static void write_json(FILE *f, const report *p) {
     const char *keys[4] = {"judge", "prompts", "a", "b"}, *vals[4] = {p->judge, p->prompts, p->a, p->b};
     for (int i = 0; i < 4; i++) {
         fprintf(f, "%s\"%s\": ", i ? ",\n  " : "{\n  ", keys[i]);
-        gm_eval_json_str(f, vals[i]);
+        gm_json_write_str(f, vals[i]);
     }
     fputs(",\n  \"rubric\": ", f);
-    gm_eval_json_str(f, p->rubric ? p->rubric : "default");
+    gm_json_write_str(f, p->rubric ? p->rubric : "default");
     fprintf(f, ",\n  \"chat\": %s,\n  \"n\": %ld,\n  \"skipped\": %ld,\n  \"overall\": ", p->chat ? "true" : "false",
             r->all.n, r->skipped);
     json_group(f, &r->all);
     fputs(",\n  \"categories\": {", f);
     for (int g = 0; g < r->n_groups; g++) {
         fputs(g ? ",\n    " : "\n    ", f);
-        gm_eval_json_str(f, r->groups[g].name);
+        gm_json_write_str(f, r->groups[g].name);
         fputs(": ", f);
         json_group(f, &r->groups[g].c);
     }
@@ -358,10 +358,10 @@ int cmd_sxs(int argc, char **argv) {
         for (int i = 0; i < P.n; i++) {
             double ab = res.logit_ab[i], ba = res.logit_ba[i];
             fprintf(f, "{\"index\": %d, \"id\": ", i);
-            if (P.r[i].id) gm_eval_json_str(f, P.r[i].id);
+            if (P.r[i].id) gm_json_write_str(f, P.r[i].id);
             else fputs("null", f);
             fputs(", \"category\": ", f);
-            if (P.r[i].category) gm_eval_json_str(f, P.r[i].category);
+            if (P.r[i].category) gm_json_write_str(f, P.r[i].category);
             else fputs("null", f);
             fputs(", \"logit_a_first\": ", f);
             json_num(f, ab);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/json.h"
 #include "generate/generate.h"
 
 #define SC_ROWS 32 /* continuation positions per forward call when their logits are needed */
@@ -370,23 +371,6 @@ char *gm_humaneval_program(const gm_eval_item *it, const char *completion) {
     return p;
 }
 
-void gm_eval_json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-            else fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
 /* ---- runner ------------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -493,7 +477,7 @@ static gm_status run_mc(const gm_eval_set *set, const gm_eval_run_opts *o, gm_sc
             if (o->samples) {
                 FILE *f = o->samples;
                 fputs("{\"id\": ", f);
-                gm_eval_json_str(f, it->id);
+                gm_json_write_str(f, it->id);
                 fprintf(f, ", \"gold\": %d, \"ll\": [", it->gold);
                 for (int c = 0; c < nc; c++) fprintf(f, c ? ", %.6f" : "%.6f", ll[c]);
                 fputs("], \"tokens\": [", f);
@@ -563,13 +547,13 @@ static gm_status run_gen(const gm_eval_set *set, const gm_eval_run_opts *o, gm_s
             if (o->samples) {
                 FILE *f = o->samples;
                 fputs("{\"id\": ", f);
-                gm_eval_json_str(f, it->id);
+                gm_json_write_str(f, it->id);
                 fputs(", \"completion\": ", f);
-                gm_eval_json_str(f, completion);
+                gm_json_write_str(f, completion);
                 fputs(", \"strict\": ", f);
-                gm_eval_json_str(f, a);
+                gm_json_write_str(f, a);
                 fputs(", \"flexible\": ", f);
-                gm_eval_json_str(f, b);
+                gm_json_write_str(f, b);
                 fprintf(f, ", \"exact_strict\": %d, \"exact_flexible\": %d}\n", ms, mf);
             }
         } else if (!st) {
@@ -591,9 +575,9 @@ static gm_status run_gen(const gm_eval_set *set, const gm_eval_run_opts *o, gm_s
                 if (o->samples) {
                     FILE *f = o->samples;
                     fputs("{\"id\": ", f);
-                    gm_eval_json_str(f, it->id);
+                    gm_json_write_str(f, it->id);
                     fputs(", \"completion\": ", f);
-                    gm_eval_json_str(f, completion);
+                    gm_json_write_str(f, completion);
                     fprintf(f, ", \"outcome\": \"%s\", \"seconds\": %.3f}\n", gm_code_outcome_name(cr.outcome), cr.seconds);
                 }
             }

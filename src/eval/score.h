@@ -80,9 +80,6 @@ int gm_gsm8k_match(const char *extracted, const char *reference);
 /* The program HumanEval runs: prompt + completion + "\n" + test + "\n" + "check(entry_point)\n" (malloc'd). */
 char *gm_humaneval_program(const gm_eval_item *it, const char *completion);
 
-/* JSON string literal (quotes and escapes) of UTF-8 text. */
-void gm_eval_json_str(FILE *f, const char *s);
-
 /* ---- the runner -------------------------------------------------------------------------------- */
 
 typedef void (*gm_eval_progress_fn)(void *user, long done, long total);

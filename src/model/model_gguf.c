@@ -22,6 +22,7 @@
 
 #include "base/error.h"
 #include "base/file.h"
+#include "base/json.h"
 #include "formats/gguf.h"
 #include "model/model_internal.h"
 #include "tokenizer/vocab.h"
@@ -460,16 +461,6 @@ static gm_status write_whole(const char *path, const void *data, size_t len) {
     return af_commit(&a);
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 /* ---- GGUF output ------------------------------------------------------------------------------- */
 
@@ -620,7 +611,7 @@ static gm_status write_config(const gm_config *c, const char *name, const char *
     const char *mt = c->family == 1 ? "gemma" : c->family == 2 ? "gemma2" : "gemma3_text";
     const char *ar = c->family == 1 ? "GemmaForCausalLM" : c->family == 2 ? "Gemma2ForCausalLM" : "Gemma3ForCausalLM";
     fprintf(f, "{\n  \"_name_or_path\": ");
-    json_str(f, name);
+    gm_json_write_str(f, name);
     fprintf(f, ",\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", ar, mt);
     fprintf(f, "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n", c->vocab_size,
             c->hidden_size, c->n_layers);

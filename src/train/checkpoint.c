@@ -272,16 +272,6 @@ static gm_status write_safetensors(cwriter *w, const st_entry *e, int n, int kil
 
 /* ---- config.json ------------------------------------------------------------------------------- */
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 /* integers as 10000.0 (as HF writes floats that are whole), others with 9 significant digits */
 static void num(FILE *f, const char *key, double v) {
@@ -311,7 +301,7 @@ gm_status gm_ckpt_write_config(FILE *f, const gm_config *c, const char *name, co
     fprintf(f, "{\n");
     if (name) {
         fprintf(f, "  \"_name_or_path\": ");
-        json_str(f, name);
+        gm_json_write_str(f, name);
         fprintf(f, ",\n");
     }
     fprintf(f, "  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n", ar, mt);

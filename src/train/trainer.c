@@ -111,19 +111,10 @@ static const char *decay_name(gm_lr_decay d) {
     return d == GM_LR_COSINE ? "cosine" : d == GM_LR_LINEAR ? "linear" : "constant";
 }
 
+/* a string or null */
 static void json_str(FILE *f, const char *s) {
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
+    if (s) gm_json_write_str(f, s);
+    else fputs("null", f);
 }
 
 /* The arguments a checkpoint records: what a resumed run is compared against. */
