@@ -24,6 +24,9 @@ int cmd_data(int argc, char **argv);
 int cmd_memorization(int argc, char **argv);
 int cmd_sxs(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_sft(int argc, char **argv);
+int cmd_reward(int argc, char **argv);
+int cmd_rlhf(int argc, char **argv);
 
 /* Print "gemma CMD: message" to stderr and return CLI_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...)

@@ -33,6 +33,9 @@ static const struct {
     {"memorization", cmd_memorization, "exact and approximate memorization of training documents (--pii)"},
     {"sxs", cmd_sxs, "side-by-side win rate of two systems' responses, rated by a judge model"},
     {"train", cmd_train, "pretrain a model on token shards (checkpoints, exact resume, mpirun for many ranks)"},
+    {"sft", cmd_sft, "supervised fine-tuning on chat conversations (loss on the model's turns)"},
+    {"reward", cmd_reward, "reward model on preference pairs: train (Bradley-Terry), score"},
+    {"rlhf", cmd_rlhf, "RLHF: REINFORCE with a leave-one-out baseline and a KL penalty to the SFT model"},
 };
 
 static void usage(FILE *f) {

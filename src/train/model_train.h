@@ -144,7 +144,7 @@ gm_status gm_train_logprobs(gm_train_model *m, const int32_t *inputs, const int3
                             float *logp);
 /* loss = Σ_n weights[n] · (−log p(targets[n])) over counted targets (a sum, not a mean: the caller folds any
  * normalization into the weights), grads += its gradient; logp[n] as gm_train_logprobs when not NULL.
- * REINFORCE is this with weights = −advantage per response token. */
+ * REINFORCE is this with weights = +advantage per response token (minimizing it raises log p where A > 0). */
 gm_status gm_train_forward_backward_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
                                              const float *weights, int B, int T, float *logp, float *loss);
 
