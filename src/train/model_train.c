@@ -458,7 +458,8 @@ static void add_rows(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void forward(gm_train_model *m, const int32_t *inputs, int B, int T) {
+/* pos: positions within packed segments (train/ops.h), NULL for one sequence per row. */
+static void forward(gm_train_model *m, const int32_t *inputs, const int32_t *pos, int B, int T) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
     gm_pool *P = m->pool;
@@ -472,9 +473,9 @@ static void forward(gm_train_model *m, const int32_t *inputs, int B, int T) {
         gm_matmul_forward(s.q, s.xn_a, W->wq, N, d, H * hd, P);
         gm_matmul_forward(s.k, s.xn_a, W->wk, N, d, K * hd, P);
         gm_matmul_forward(s.v, s.xn_a, W->wv, N, d, K * hd, P);
-        gm_rope_forward(s.q, B, T, H, hd, a->rope_cos, a->rope_sin, P);
-        gm_rope_forward(s.k, B, T, K, hd, a->rope_cos, a->rope_sin, P);
-        gm_attention_forward(s.att, s.lse, s.q, s.k, s.v, &as, a->attn_scratch, P);
+        gm_rope_forward_pos(s.q, pos, B, T, H, hd, a->rope_cos, a->rope_sin, P);
+        gm_rope_forward_pos(s.k, pos, B, T, K, hd, a->rope_cos, a->rope_sin, P);
+        gm_attention_forward_pos(s.att, s.lse, s.q, s.k, s.v, pos, &as, a->attn_scratch, P);
         gm_matmul_forward(s.mid, s.att, W->wo, N, H * hd, d, P);
         tp_sum(m, s.mid, (size_t)N * d);
         add_rows(s.mid, s.res_in, (size_t)N * d);
@@ -520,7 +521,7 @@ static double classifier(gm_train_model *m, const int32_t *targets, int N, int c
 
 static void zero(float *p, size_t n) { memset(p, 0, sizeof(float) * n); }
 
-static void backward(gm_train_model *m, const int32_t *inputs, int B, int T) {
+static void backward(gm_train_model *m, const int32_t *inputs, const int32_t *pos, int B, int T) {
     const gm_config *c = &m->cfg;
     gm_train_acts *a = m->acts;
     gm_pool *P = m->pool;
@@ -556,9 +557,10 @@ static void backward(gm_train_model *m, const int32_t *inputs, int B, int T) {
         zero(a->dq, Nq);
         zero(a->dk, Nkv);
         zero(a->dv, Nkv);
-        gm_attention_backward(a->dq, a->dk, a->dv, a->datt, s.q, s.k, s.v, s.att, s.lse, &as, a->attn_scratch, P);
-        gm_rope_backward(a->dq, B, T, H, hd, a->rope_cos, a->rope_sin, P);
-        gm_rope_backward(a->dk, B, T, K, hd, a->rope_cos, a->rope_sin, P);
+        gm_attention_backward_pos(a->dq, a->dk, a->dv, a->datt, s.q, s.k, s.v, s.att, s.lse, pos, &as,
+                                  a->attn_scratch, P);
+        gm_rope_backward_pos(a->dq, pos, B, T, H, hd, a->rope_cos, a->rope_sin, P);
+        gm_rope_backward_pos(a->dk, pos, B, T, K, hd, a->rope_cos, a->rope_sin, P);
         zero(a->dxn, Nd);
         gm_matmul_backward(a->dxn, dW->wq, a->dq, s.xn_a, W->wq, N, d, H * hd, P);
         gm_matmul_backward(a->dxn, dW->wk, a->dk, s.xn_a, W->wk, N, d, K * hd, P);
@@ -585,20 +587,33 @@ static gm_status check_batch(const gm_train_model *m, const int32_t *inputs, con
     return GM_OK;
 }
 
-static gm_status run(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss,
-                     int grads) {
+/* Segments as the ops need them: every row starts one, and inside one positions count up by one. */
+static gm_status check_pos(const int32_t *pos, int B, int T) {
+    for (int n = 0; pos && n < B * T; n++) {
+        int t = n % T;
+        if (pos[n] != 0 && (t == 0 || pos[n] != pos[n - 1] + 1))
+            return gm_fail(GM_ERR_ARG,
+                           "position %d at [%d][%d] neither starts a segment (0) nor follows the one before it (%d)",
+                           pos[n], n / T, t, t ? pos[n - 1] + 1 : 0);
+    }
+    return GM_OK;
+}
+
+static gm_status run(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const int32_t *pos, int B,
+                     int T, float *loss, int grads) {
     gm_status st = check_batch(m, inputs, targets, B, T);
+    if (!st) st = check_pos(pos, B, T);
     if (st) return st;
     int N = B * T, counted = 0;
     for (int n = 0; n < N; n++) counted += targets[n] >= 0;
     m->last_targets = counted;
     *loss = 0;
     if (counted == 0) return GM_OK;
-    forward(m, inputs, B, T);
+    forward(m, inputs, pos, B, T);
     if (grads) zero(m->acts->dxn, (size_t)N * m->cfg.hidden_size);
     double sum = classifier(m, targets, N, counted, NULL, grads);
     *loss = (float)(sum / counted);
-    if (grads) backward(m, inputs, B, T);
+    if (grads) backward(m, inputs, pos, B, T);
     return GM_OK;
 }
 
@@ -620,22 +635,32 @@ static gm_status unpack(gm_train_model *m, const int32_t *tokens, int B, int T) 
 
 gm_status gm_train_forward_backward_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B,
                                            int T, float *loss) {
-    return run(m, inputs, targets, B, T, loss, 1);
+    return run(m, inputs, targets, NULL, B, T, loss, 1);
 }
 
 gm_status gm_train_loss_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                                float *loss) {
-    return run(m, inputs, targets, B, T, loss, 0);
+    return run(m, inputs, targets, NULL, B, T, loss, 0);
+}
+
+gm_status gm_train_forward_backward_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                           const int32_t *pos, int B, int T, float *loss) {
+    return run(m, inputs, targets, pos, B, T, loss, 1);
+}
+
+gm_status gm_train_loss_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const int32_t *pos,
+                               int B, int T, float *loss) {
+    return run(m, inputs, targets, pos, B, T, loss, 0);
 }
 
 gm_status gm_train_forward_backward(gm_train_model *m, const int32_t *tokens, int B, int T, float *loss) {
     gm_status st = unpack(m, tokens, B, T);
-    return st ? st : run(m, m->acts->inputs, m->acts->targets, B, T, loss, 1);
+    return st ? st : run(m, m->acts->inputs, m->acts->targets, NULL, B, T, loss, 1);
 }
 
 gm_status gm_train_loss(gm_train_model *m, const int32_t *tokens, int B, int T, float *loss) {
     gm_status st = unpack(m, tokens, B, T);
-    return st ? st : run(m, m->acts->inputs, m->acts->targets, B, T, loss, 0);
+    return st ? st : run(m, m->acts->inputs, m->acts->targets, NULL, B, T, loss, 0);
 }
 
 /* ---- hooks for other heads and losses (alignment) ------------------------------------------------ */
@@ -644,7 +669,7 @@ gm_status gm_train_hidden(gm_train_model *m, const int32_t *inputs, int B, int T
     *hidden = NULL;
     gm_status st = check_batch(m, inputs, inputs, B, T);
     if (st) return st;
-    forward(m, inputs, B, T);
+    forward(m, inputs, NULL, B, T);
     *hidden = m->acts->xn_final;
     return GM_OK;
 }
@@ -654,19 +679,20 @@ gm_status gm_train_hidden_backward(gm_train_model *m, const int32_t *inputs, int
     if (st) return st;
     /* the saved activations are those of the last forward: the caller passes the same inputs */
     memcpy(m->acts->dxn, d_hidden, sizeof(float) * (size_t)B * T * (size_t)m->cfg.hidden_size);
-    backward(m, inputs, B, T);
+    backward(m, inputs, NULL, B, T);
     return GM_OK;
 }
 
-static gm_status run_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const float *weights,
-                              int B, int T, float *logp, float *loss, int grads) {
+static gm_status run_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const int32_t *pos,
+                              const float *weights, int B, int T, float *logp, float *loss, int grads) {
     gm_status st = check_batch(m, inputs, targets, B, T);
+    if (!st) st = check_pos(pos, B, T);
     if (st) return st;
     int N = B * T;
     for (int n = 0; n < N; n++)
         if (weights && !isfinite(weights[n]))
             return gm_fail(GM_ERR_ARG, "loss weight %g at [%d][%d] is not finite", (double)weights[n], n / T, n % T);
-    forward(m, inputs, B, T);
+    forward(m, inputs, pos, B, T);
     if (grads) zero(m->acts->dxn, (size_t)N * m->cfg.hidden_size);
     classifier(m, targets, N, 1, weights, grads);
     double sum = 0;
@@ -678,17 +704,22 @@ static gm_status run_weighted(gm_train_model *m, const int32_t *inputs, const in
     m->last_targets = 0;
     for (int n = 0; n < N; n++) m->last_targets += targets[n] >= 0;
     if (loss) *loss = (float)sum;
-    if (grads) backward(m, inputs, B, T);
+    if (grads) backward(m, inputs, pos, B, T);
     return GM_OK;
 }
 
 gm_status gm_train_logprobs(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                             float *logp) {
-    return run_weighted(m, inputs, targets, NULL, B, T, logp, NULL, 0);
+    return run_weighted(m, inputs, targets, NULL, NULL, B, T, logp, NULL, 0);
+}
+
+gm_status gm_train_logprobs_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                   const int32_t *pos, int B, int T, float *logp) {
+    return run_weighted(m, inputs, targets, pos, NULL, B, T, logp, NULL, 0);
 }
 
 gm_status gm_train_forward_backward_weighted(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
                                              const float *weights, int B, int T, float *logp, float *loss) {
     if (!weights) return gm_fail(GM_ERR_ARG, "weighted loss needs weights");
-    return run_weighted(m, inputs, targets, weights, B, T, logp, loss, 1);
+    return run_weighted(m, inputs, targets, NULL, weights, B, T, logp, loss, 1);
 }

@@ -131,6 +131,17 @@ gm_status gm_train_loss(gm_train_model *m, const int32_t *tokens, int B, int T, 
 gm_status gm_train_loss_masked(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                                float *loss);
 
+/* Packed rows (SFT packing): as the masked calls, with pos [B·T] the position of each token within its
+ * segment (an example): a segment starts where pos == 0 and counts up by one, so pos[n] == 0 or
+ * pos[n] == pos[n−1] + 1 within a row (GM_ERR_ARG naming the place otherwise). RoPE uses pos (positions restart
+ * at each example, as HF's position_ids), and attention stays inside each segment (train/ops.h), so every
+ * example's per-token losses are those it has alone in a row. pos NULL, or 0..T−1 in every row, is the masked
+ * call bitwise. The positions are per batch, the same on every model-parallel rank. */
+gm_status gm_train_forward_backward_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                           const int32_t *pos, int B, int T, float *loss);
+gm_status gm_train_loss_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets, const int32_t *pos,
+                               int B, int T, float *loss);
+
 /* ---- hooks for other heads and losses (reward model, RLHF) ----------------------------------------- */
 
 /* Forward only, up to the final normed hidden state: *hidden = [B·T][d] (row b·T + t), valid until the next
@@ -142,6 +153,9 @@ gm_status gm_train_hidden_backward(gm_train_model *m, const int32_t *inputs, int
 /* Per-token log-probabilities logp[n] = log softmax(logits_n)[targets[n]] (0 where the target is -1). */
 gm_status gm_train_logprobs(gm_train_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
                             float *logp);
+/* gm_train_logprobs on packed rows (pos as for gm_train_forward_backward_packed). */
+gm_status gm_train_logprobs_packed(gm_train_model *m, const int32_t *inputs, const int32_t *targets,
+                                   const int32_t *pos, int B, int T, float *logp);
 /* loss = Σ_n weights[n] · (−log p(targets[n])) over counted targets (a sum, not a mean: the caller folds any
  * normalization into the weights), grads += its gradient; logp[n] as gm_train_logprobs when not NULL.
  * REINFORCE is this with weights = +advantage per response token (minimizing it raises log p where A > 0). */

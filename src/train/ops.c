@@ -338,6 +338,7 @@ void gm_rope_table(float *cos_t, float *sin_t, int T, int hd, double theta) {
 typedef struct {
     float *x;
     const float *cs, *sn;
+    const int32_t *pos; /* NULL: position t of the row */
     int B, T, heads, hd;
     float sign; /* +1 forward rotation, −1 its transpose */
 } rope_job;
@@ -348,7 +349,7 @@ static void rope_task(void *ctx, int w, int nw) {
     gm_pool_chunk((size_t)j->B * (size_t)j->T, 1, w, nw, &b, &e);
     int half = j->hd / 2;
     for (size_t n = b; n < e; n++) {
-        size_t t = n % (size_t)j->T;
+        size_t t = j->pos ? (size_t)j->pos[n] : n % (size_t)j->T;
         const float *cs = j->cs + t * (size_t)half, *sn = j->sn + t * (size_t)half;
         for (int h = 0; h < j->heads; h++) {
             float *v = j->x + (n * (size_t)j->heads + (size_t)h) * (size_t)j->hd;
@@ -361,17 +362,27 @@ static void rope_task(void *ctx, int w, int nw) {
     }
 }
 
-void gm_rope_forward(float *x, int B, int T, int heads, int hd, const float *cos_t, const float *sin_t,
-                     gm_pool *pool) {
-    rope_job j = {x, cos_t, sin_t, B, T, heads, hd, 1.0f};
+void gm_rope_forward_pos(float *x, const int32_t *pos, int B, int T, int heads, int hd, const float *cos_t,
+                         const float *sin_t, gm_pool *pool) {
+    rope_job j = {x, cos_t, sin_t, pos, B, T, heads, hd, 1.0f};
     gm_pool_run(pool, rope_task, &j);
 }
 
 /* A rotation's transpose is the rotation by the opposite angle. */
+void gm_rope_backward_pos(float *dx, const int32_t *pos, int B, int T, int heads, int hd, const float *cos_t,
+                          const float *sin_t, gm_pool *pool) {
+    rope_job j = {dx, cos_t, sin_t, pos, B, T, heads, hd, -1.0f};
+    gm_pool_run(pool, rope_task, &j);
+}
+
+void gm_rope_forward(float *x, int B, int T, int heads, int hd, const float *cos_t, const float *sin_t,
+                     gm_pool *pool) {
+    gm_rope_forward_pos(x, NULL, B, T, heads, hd, cos_t, sin_t, pool);
+}
+
 void gm_rope_backward(float *dx, int B, int T, int heads, int hd, const float *cos_t, const float *sin_t,
                       gm_pool *pool) {
-    rope_job j = {dx, cos_t, sin_t, B, T, heads, hd, -1.0f};
-    gm_pool_run(pool, rope_task, &j);
+    gm_rope_backward_pos(dx, NULL, B, T, heads, hd, cos_t, sin_t, pool);
 }
 
 /* ---- attention ------------------------------------------------------------------------------- */
@@ -380,6 +391,7 @@ typedef struct {
     const gm_attn_shape *s;
     float *out, *lse, *dq, *dk, *dv, *scratch;
     const float *q, *k, *v, *dout, *o, *lse_in;
+    const int32_t *pos; /* NULL: one segment per row */
     const gm_vec_ops *vo;
 } attn_job;
 
@@ -389,9 +401,25 @@ size_t gm_attention_scratch_floats(const gm_attn_shape *s, int n_workers) {
     return fwd > bwd ? fwd : bwd;
 }
 
-/* First key a query at t sees. */
-static int first_key(const gm_attn_shape *s, int t) {
-    return s->window > 0 && t - s->window + 1 > 0 ? t - s->window + 1 : 0;
+/* First key the query of row n (position t of its row) sees: the window's first, or its segment's first
+ * when that is later. */
+static int first_key(const attn_job *j, size_t n, int t) {
+    const gm_attn_shape *s = j->s;
+    int w0 = s->window > 0 && t - s->window + 1 > 0 ? t - s->window + 1 : 0;
+    int s0 = j->pos ? t - j->pos[n] : 0;
+    return s0 > w0 ? s0 : w0;
+}
+
+/* Last query that sees the key of row m (position key of its row): the window's last, or the last of the
+ * key's segment when that is earlier. Scanning to the next segment start costs no more than the loop over
+ * those queries that follows. */
+static int last_query(const attn_job *j, size_t m, int key) {
+    const gm_attn_shape *s = j->s;
+    int T = s->T, last = s->window > 0 && key + s->window - 1 < T - 1 ? key + s->window - 1 : T - 1;
+    if (j->pos)
+        for (int t = key + 1; t <= last; t++)
+            if (j->pos[m + (size_t)(t - key)] == 0) return t - 1;
+    return last;
 }
 
 /* The score as the softmax sees it (scaled, soft-capped). */
@@ -416,7 +444,7 @@ static void attn_fwd_task(void *ctx, int w, int nw) {
         int h = (int)(item % (size_t)H), t = (int)(n % (size_t)T), kvh = h / group;
         size_t row0 = n - (size_t)t; /* row of position 0 of this sequence */
         const float *q = j->q + n * qd + (size_t)h * hd;
-        int j0 = first_key(s, t), nk = t - j0 + 1;
+        int j0 = first_key(j, n, t), nk = t - j0 + 1;
         float mx = -INFINITY;
         for (int i = 0; i < nk; i++) {
             sc[i] = attn_score(j, q, j->k + (row0 + (size_t)(j0 + i)) * kvd + (size_t)kvh * hd);
@@ -436,10 +464,15 @@ static void attn_fwd_task(void *ctx, int w, int nw) {
     }
 }
 
+void gm_attention_forward_pos(float *out, float *lse, const float *q, const float *k, const float *v,
+                              const int32_t *pos, const gm_attn_shape *s, float *scratch, gm_pool *pool) {
+    attn_job j = {s, out, lse, NULL, NULL, NULL, scratch, q, k, v, NULL, NULL, NULL, pos, gm_vec()};
+    gm_pool_run(pool, attn_fwd_task, &j);
+}
+
 void gm_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const gm_attn_shape *s, float *scratch, gm_pool *pool) {
-    attn_job j = {s, out, lse, NULL, NULL, NULL, scratch, q, k, v, NULL, NULL, NULL, gm_vec()};
-    gm_pool_run(pool, attn_fwd_task, &j);
+    gm_attention_forward_pos(out, lse, q, k, v, NULL, s, scratch, pool);
 }
 
 /* ds = dL/d(score before the cap and the scale) for one (query, key) pair, and p. With
@@ -474,7 +507,7 @@ static void attn_bwd_q_task(void *ctx, int w, int nw) {
         float D = j->vo->dot(dout, j->o + at, hd);
         j->scratch[item] = D;
         float lse = j->lse_in[item], *dq = j->dq + at;
-        for (int key = first_key(s, t); key <= t; key++) {
+        for (int key = first_key(j, n, t); key <= t; key++) {
             size_t kat = (row0 + (size_t)key) * kvd + (size_t)kvh * hd;
             float p;
             float ds = attn_ds(j, q, j->k + kat, j->v + kat, dout, lse, D, &p);
@@ -496,7 +529,7 @@ static void attn_bwd_kv_task(void *ctx, int w, int nw) {
         size_t m = item / (size_t)K;
         int kvh = (int)(item % (size_t)K), key = (int)(m % (size_t)T);
         size_t row0 = m - (size_t)key, kat = m * kvd + (size_t)kvh * hd;
-        int last = s->window > 0 && key + s->window - 1 < T - 1 ? key + s->window - 1 : T - 1;
+        int last = last_query(j, m, key);
         float *dk = j->dk + kat, *dv = j->dv + kat;
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
             for (int t = key; t <= last; t++) {
@@ -510,12 +543,18 @@ static void attn_bwd_kv_task(void *ctx, int w, int nw) {
     }
 }
 
+void gm_attention_backward_pos(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, const float *out, const float *lse, const int32_t *pos,
+                               const gm_attn_shape *s, float *scratch, gm_pool *pool) {
+    attn_job j = {s, NULL, NULL, dq, dk, dv, scratch, q, k, v, dout, out, lse, pos, gm_vec()};
+    gm_pool_run(pool, attn_bwd_q_task, &j);
+    gm_pool_run(pool, attn_bwd_kv_task, &j);
+}
+
 void gm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const gm_attn_shape *s,
                            float *scratch, gm_pool *pool) {
-    attn_job j = {s, NULL, NULL, dq, dk, dv, scratch, q, k, v, dout, out, lse, gm_vec()};
-    gm_pool_run(pool, attn_bwd_q_task, &j);
-    gm_pool_run(pool, attn_bwd_kv_task, &j);
+    gm_attention_backward_pos(dq, dk, dv, dout, q, k, v, out, lse, NULL, s, scratch, pool);
 }
 
 /* ---- GeGLU ----------------------------------------------------------------------------------- */

@@ -54,6 +54,18 @@ void gm_rope_forward(float *x, int B, int T, int heads, int hd, const float *cos
 void gm_rope_backward(float *dx, int B, int T, int heads, int hd, const float *cos_t, const float *sin_t,
                       gm_pool *pool);
 
+/* ---- packed rows: several sequences (segments) per row ------------------------------------------
+ * pos [B·T] is each token's position within its segment: a segment starts where pos == 0 and counts up by
+ * one (pos[n] == 0 or pos[n] == pos[n−1] + 1 inside a row, so pos[n] <= n mod T: train/model_train.c checks
+ * it). RoPE rotates token n by the angle of position pos[n] (HF's position_ids for packed SFT), and
+ * attention keeps each query inside its segment: the first key it sees is row n − pos[n] (with a window, the
+ * later of that and the window's first). pos NULL is one segment per row (pos = t), bitwise the functions
+ * above; so is pos = 0..T−1 in every row. */
+void gm_rope_forward_pos(float *x, const int32_t *pos, int B, int T, int heads, int hd, const float *cos_t,
+                         const float *sin_t, gm_pool *pool);
+void gm_rope_backward_pos(float *dx, const int32_t *pos, int B, int T, int heads, int hd, const float *cos_t,
+                          const float *sin_t, gm_pool *pool);
+
 /* ---- causal self-attention, MQA/GQA/MHA ---------------------------------------------------------
  * q [N, H·hd] (after RoPE), k, v [N, K·hd]; query head h reads kv head h / (H/K). Scores are
  * scale · q·k, optionally soft-capped (cap·tanh(s/cap), Gemma 2) and windowed (a query at t sees keys
@@ -77,6 +89,14 @@ void gm_attention_forward(float *out, float *lse, const float *q, const float *k
 void gm_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const gm_attn_shape *s,
                            float *scratch, gm_pool *pool);
+/* The same on packed rows (pos as for gm_rope_forward_pos; NULL = the calls above). The loops start at the
+ * segment's first key (and the key pass stops at the segment's last query), so a packed row costs
+ * Σ segment² rather than T². */
+void gm_attention_forward_pos(float *out, float *lse, const float *q, const float *k, const float *v,
+                              const int32_t *pos, const gm_attn_shape *s, float *scratch, gm_pool *pool);
+void gm_attention_backward_pos(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, const float *out, const float *lse, const int32_t *pos,
+                               const gm_attn_shape *s, float *scratch, gm_pool *pool);
 
 /* ---- GeGLU: h = gelu_tanh(gate) ⊙ up (tanh approximation, always) ----------------------------- */
 void gm_geglu_forward(float *h, const float *gate, const float *up, size_t n, gm_pool *pool);

@@ -672,3 +672,90 @@ void gm_sft_batch(const gm_sft_example *const *rows, int B, int T, int32_t pad, 
         }
     }
 }
+
+/* ---- packing ------------------------------------------------------------------------------------- */
+
+int gm_sft_positions(const gm_sft_example *e, int T) {
+    int n = e->n < T + 1 ? e->n : T + 1;
+    return n > 1 ? n - 1 : 1; /* a lone <bos> (never loaded: no trained token) still takes its place */
+}
+
+void gm_sft_packing_free(gm_sft_packing *p) {
+    free(p->items);
+    free(p->row_start);
+    free(p->row_len);
+    memset(p, 0, sizeof *p);
+}
+
+/* First-fit needs "the lowest row with room >= need" per example: a max-tree over the room of n candidate rows
+ * (at most n are ever opened; unopened ones have room T, so opening a row is finding the first of those). */
+gm_status gm_sft_pack(const gm_sft_example *ex, const int *order, int n, int T, gm_sft_packing *out) {
+    memset(out, 0, sizeof *out);
+    if (T < 1) return gm_fail(GM_ERR_ARG, "packing rows of %d positions (need at least 1)", T);
+    if (n < 0) return gm_fail(GM_ERR_ARG, "packing %d examples", n);
+    size_t leaves = 1;
+    while (leaves < (size_t)n) leaves *= 2;
+    int *tree = malloc(sizeof(int) * 2 * leaves), *row_of = malloc(sizeof(int) * ((size_t)n + 1));
+    out->items = malloc(sizeof(int) * ((size_t)n + 1));
+    out->row_start = calloc((size_t)n + 2, sizeof(int));
+    out->row_len = calloc((size_t)n + 1, sizeof(int));
+    if (!tree || !row_of || !out->items || !out->row_start || !out->row_len) {
+        free(tree);
+        free(row_of);
+        gm_sft_packing_free(out);
+        return gm_fail(GM_ERR_NOMEM, "out of memory packing %d examples", n);
+    }
+    for (size_t i = 0; i < leaves; i++) tree[leaves + i] = i < (size_t)n ? T : 0;
+    for (size_t i = leaves - 1; i >= 1; i--) tree[i] = tree[2 * i] > tree[2 * i + 1] ? tree[2 * i] : tree[2 * i + 1];
+    int rows = 0;
+    for (int i = 0; i < n; i++) {
+        int need = gm_sft_positions(&ex[order ? order[i] : i], T);
+        size_t v = 1;
+        while (v < leaves) v = tree[2 * v] >= need ? 2 * v : 2 * v + 1;
+        int row = (int)(v - leaves);
+        row_of[i] = row;
+        if (row + 1 > rows) rows = row + 1;
+        out->row_len[row] += need;
+        for (tree[v] -= need, v /= 2; v >= 1; v /= 2)
+            tree[v] = tree[2 * v] > tree[2 * v + 1] ? tree[2 * v] : tree[2 * v + 1];
+    }
+    /* counting sort by row, stable: each row lists its examples in the order they were placed */
+    for (int i = 0; i < n; i++) out->row_start[row_of[i] + 1]++;
+    for (int r = 0; r < rows; r++) out->row_start[r + 1] += out->row_start[r];
+    int *next = malloc(sizeof(int) * ((size_t)rows + 1));
+    if (!next) {
+        free(tree);
+        free(row_of);
+        gm_sft_packing_free(out);
+        return gm_fail(GM_ERR_NOMEM, "out of memory packing %d examples", n);
+    }
+    memcpy(next, out->row_start, sizeof(int) * (size_t)rows);
+    for (int i = 0; i < n; i++) out->items[next[row_of[i]]++] = order ? order[i] : i;
+    free(next);
+    free(tree);
+    free(row_of);
+    out->n_rows = rows, out->n_items = n, out->T = T;
+    for (int r = 0; r < rows; r++) out->n_positions += (size_t)out->row_len[r];
+    return GM_OK;
+}
+
+void gm_sft_pack_row(const gm_sft_example *ex, const gm_sft_packing *p, int r, int T, int32_t pad, int32_t *inputs,
+                     int32_t *targets, int32_t *pos) {
+    int t = 0;
+    for (int i = p->row_start[r]; i < p->row_start[r + 1]; i++) {
+        const gm_sft_example *e = &ex[p->items[i]];
+        int k = gm_sft_positions(e, p->T);
+        for (int j = 0; j < k && t < T; j++, t++) {
+            inputs[t] = j < e->n ? e->ids[j] : pad; /* an empty example still fills its one place */
+            targets[t] = j + 1 < e->n && e->mask[j + 1] ? e->ids[j + 1] : -1;
+            pos[t] = j;
+        }
+    }
+    for (; t < T; t++) inputs[t] = pad, targets[t] = -1, pos[t] = 0;
+}
+
+void gm_sft_epoch_order(int n, uint64_t seed, long epoch, int *order) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch + 1;
+    gm_align_shuffle(order, n, &s);
+}

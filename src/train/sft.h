@@ -118,6 +118,38 @@ gm_status gm_sft_split(gm_sft_data *d, double frac, uint64_t seed, gm_sft_data *
  * attention makes the padding invisible to real tokens). Examples longer than T + 1 are cut. */
 void gm_sft_batch(const gm_sft_example *const *rows, int B, int T, int32_t pad, int32_t *inputs, int32_t *targets);
 
+/* ---- packing ------------------------------------------------------------------------------------- */
+
+/* Several examples per row of T positions, attention kept inside each (gm_train_forward_backward_packed).
+ * An example takes its ids but the last one as inputs: min(n, T + 1) − 1 positions (the last id is only a
+ * target, so no target ever crosses into the next example; examples longer than T + 1 are cut as
+ * gm_sft_batch cuts them, never split over rows). */
+int gm_sft_positions(const gm_sft_example *e, int T);
+
+typedef struct gm_sft_packing {
+    int *items;      /* example indices, row after row; a row's in the order they were placed */
+    int *row_start;  /* n_rows + 1 offsets into items */
+    int *row_len;    /* positions a row uses (<= T) */
+    int n_rows, n_items, T;
+    size_t n_positions; /* Σ row_len: the real tokens, so n_positions / (n_rows · T) is the packing efficiency */
+} gm_sft_packing;
+
+/* Greedy first-fit: ex[order[i]] for i = 0..n−1 in turn (order NULL: 0..n−1), each into the first row (lowest
+ * index) with room for its positions, a new row when none has; O(n log n) (a max-tree over the rows' room).
+ * Deterministic in (order, T). GM_ERR_ARG for T < 1. */
+gm_status gm_sft_pack(const gm_sft_example *ex, const int *order, int n, int T, gm_sft_packing *out);
+void gm_sft_packing_free(gm_sft_packing *p);
+
+/* Row r of p as one batch row of T >= p->row_len[r] positions: segment by segment, inputs = the example's ids
+ * (but its last), targets = the next id where the mask is set, else −1, pos = 0, 1, ... from each example's
+ * start; then padding (input pad, target −1, pos 0: each pad token a segment of its own, so it attends to
+ * itself only and costs one score). */
+void gm_sft_pack_row(const gm_sft_example *ex, const gm_sft_packing *p, int r, int T, int32_t pad, int32_t *inputs,
+                     int32_t *targets, int32_t *pos);
+
+/* The example order of an epoch, packed or not: a seeded permutation of 0..n−1, fresh for every epoch. */
+void gm_sft_epoch_order(int n, uint64_t seed, long epoch, int *order);
+
 /* ---- small shared helpers ------------------------------------------------------------------------ */
 
 /* The tokenizer file for a run: `given` if set (it must exist), else model_dir's tokenizer.model or
