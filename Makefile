@@ -3,16 +3,20 @@
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all demo test test-fast clean
+.PHONY: all demo test test-fast tiny-model clean
 
 all:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# The shipped story model (models/tiny-stories, trained by `make tiny-model`) writes a short story.
 demo: all
-	./$(BUILD)/gemma info -m models/tiny-gemma | head -n 12
-	./$(BUILD)/gemma generate -m models/tiny-gemma -p "The king said" -n 32 --temp 0.8 --seed 1
-	./$(BUILD)/gemma generate -m models/tiny-gemma --chat -p "Hello! Who are you?" -n 24 --temp 0
+	./$(BUILD)/gemma info -m models/tiny-stories | head -n 12
+	./$(BUILD)/gemma generate -m models/tiny-stories -p "Once upon a time, there was a little dog named Max." -n 120 --temp 0.7 --top-p 0.9 --seed 7
+
+# Retrain models/tiny-stories from data/tinystories: tokenizer (spm_train), shards, gemma train, bf16 export.
+tiny-model: all
+	tools/make_tiny_model.sh $(BUILD)
 
 test:
 	@bash tests/run_all.sh
@@ -21,4 +25,4 @@ test-fast: all
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 clean:
-	rm -rf $(BUILD) build-asan build-fuzz
+	rm -rf $(BUILD) build-asan build-fuzz build-arm
