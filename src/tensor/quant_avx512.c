@@ -43,20 +43,33 @@ GM_INLINE __m512 bcast2(float a, float b) { return _mm512_insertf32x8(_mm512_set
 
 /* Two blocks per step, all bytes from one masked load (two for Q8_0's 68 bytes) rearranged by word
  * permutes, so each row of W costs two or three shuffles per 64 values: block data starts at an even
- * offset in both layouts. A lone last block loads 18 / 34 bytes: the second half is zero, as is x's. */
+ * offset in both layouts. A lone last block loads 18 / 34 bytes: the second half is zero, as is x's.
+ * The f32 step is shared by the tile's 4 rows of W: vpdpbusd leaves each block's sum spread over 8
+ * int32 lanes, so the 4 rows' sum vectors are first folded together with exact integer unpack-adds
+ * (lane l then holds part of row l % 4, block b + (l >= 8)) and converted, scaled and accumulated once
+ * per row of x instead of once per (row of W, row of x); the rows' f16 scales are gathered into the
+ * same lane order by two permutes, one conversion for the four rows. Before, the per-pair f32 step
+ * and the per-row scale conversion were most of the uops at T = 1 (decode ran port-bound at 18 GB/s
+ * of Q4_0 from L2). A tail row (R = 1) runs the same lane arithmetic with zero rows beside it, so its
+ * output has the same bits as inside a full tile. */
+GM_INLINE __m512i fold4_epi32(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    const __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+}
+
 GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
                         size_t ldy, int R, int TT, int q4) {
     const gm_dtype wt = q4 ? GM_DT_Q4_0 : GM_DT_Q8_0;
     const int nb = in / GM_QK;
     const size_t bb = q4 ? GM_Q4_0_BYTES : GM_Q8_0_BYTES;
     xrow x[TMAX];
-    __m512 acc[RMAX][TMAX];
+    __m512 acc[TMAX];
 #pragma GCC unroll 4
-    for (int u = 0; u < TT; u++) x[u] = xrow_at(xq + (size_t)u * xs, wt, in);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int u = 0; u < TT; u++) acc[r][u] = _mm512_setzero_ps();
+    for (int u = 0; u < TT; u++) {
+        x[u] = xrow_at(xq + (size_t)u * xs, wt, in);
+        acc[u] = _mm512_setzero_ps();
+    }
     const __m512i lo4 = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8((char)0x80);
     /* Q4_0 pair (36 bytes): d at word 0, nibbles words 1..8; d at word 9, nibbles words 10..17. Copies
      * for the low and the high nibbles, shifted by 0 or 4. Q8_0 pair (68 bytes): d word 0, q words
@@ -67,9 +80,13 @@ GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *
                                            0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i idx_q8 = _mm512_set_epi16(33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 16, 15,
                                             14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1);
-    const int dw2 = q4 ? 9 : 17;
-    const __m512i idx_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, dw2, dw2, dw2, dw2, dw2,
-                                           dw2, dw2, dw2, 0, 0, 0, 0, 0, 0, 0, 0);
+    /* Scale words in the folded lane order: word l = d of row l % 4 (even rows from the first source,
+     * odd rows from the second, 32 + ...), block b + (l >= 8) at word 0 or dw2 of the row's load. Rows
+     * 2 and 3 take the same picks from their own pair of loads and are blended in. */
+    const short dw2 = q4 ? 9 : 17;
+    const __m512i idx_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (short)(32 + dw2), dw2,
+                                           (short)(32 + dw2), dw2, (short)(32 + dw2), dw2, (short)(32 + dw2), dw2, 32,
+                                           0, 32, 0, 32, 0, 32, 0);
     for (int b = 0; b < nb; b += 2) {
         const int two = b + 1 < nb;
         __m512i xv[TMAX], xc[TMAX];
@@ -88,31 +105,45 @@ GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *
             }
         }
         const __mmask64 m0 = q4 ? (two ? (1ull << 36) - 1 : (1ull << 18) - 1) : two ? ~0ull : (1ull << 34) - 1;
+        __m512i raw[RMAX], wv[RMAX];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < RMAX; r++) {
+            if (r >= R) { /* tail: zero rows (their lanes are dropped at the end) */
+                raw[r] = wv[r] = _mm512_setzero_si512();
+                continue;
+            }
             const unsigned char *p = w + (size_t)r * rb + (size_t)b * bb;
             gm_q_prefetch(p, (size_t)(2 * R) * rb, two ? 2 * bb : bb);
-            const __m512i raw = _mm512_maskz_loadu_epi8(m0, p);
-            __m512i wv;
+            raw[r] = _mm512_maskz_loadu_epi8(m0, p);
             if (q4) {
-                wv = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(idx_q4, raw), sh_q4), lo4);
+                wv[r] = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(idx_q4, raw[r]), sh_q4), lo4);
             } else {
                 const __m512i raw1 = _mm512_maskz_loadu_epi8(two ? 0xF : 0, p + 64);
                 /* q + 128: unsigned; the zero bytes past a lone block meet x = 0 */
-                wv = _mm512_xor_si512(_mm512_permutex2var_epi16(raw, idx_q8, raw1), bias);
+                wv[r] = _mm512_xor_si512(_mm512_permutex2var_epi16(raw[r], idx_q8, raw1), bias);
             }
-            const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx_d, raw)));
+        }
+        const __m512i d01 = _mm512_permutex2var_epi16(raw[0], idx_d, raw[1]);
+        const __m512i d23 = _mm512_permutex2var_epi16(raw[2], idx_d, raw[3]);
+        const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xCCCC, d01, d23)));
 #pragma GCC unroll 4
-            for (int u = 0; u < TT; u++) {
-                __m512i s = _mm512_dpbusd_epi32(xc[u], wv, xv[u]);
-                acc[r][u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd, xd[u]), acc[r][u]);
-            }
+        for (int u = 0; u < TT; u++) {
+            __m512i s[RMAX];
+#pragma GCC unroll 4
+            for (int r = 0; r < RMAX; r++)
+                s[r] = r < R ? _mm512_dpbusd_epi32(xc[u], wv[r], xv[u]) : _mm512_setzero_si512();
+            const __m512i f = fold4_epi32(s[0], s[1], s[2], s[3]);
+            acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_mul_ps(wd, xd[u]), acc[u]);
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int u = 0; u < TT; u++) y[(size_t)u * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][u]);
+    for (int u = 0; u < TT; u++) {
+        /* lanes r, r + 4, r + 8, r + 12 -> row r */
+        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[u]), _mm512_extractf32x8_ps(acc[u], 1));
+        const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        if (R == RMAX) _mm_storeu_ps(y + (size_t)u * ldy, q);
+        else y[(size_t)u * ldy] = _mm_cvtss_f32(q);
+    }
 }
 
 /* ---- Q4_K -------------------------------------------------------------------------------------- */
