@@ -37,8 +37,8 @@ gm_status gm_file_load(const char *path, int use_mmap, gm_file_buf *out) {
         out->mapped = 1;
         return GM_OK;
     }
-    void *p = NULL;
-    if (posix_memalign(&p, 64, size) != 0) {
+    void *p = gm_alloc_weights(size);
+    if (!p) {
         close(fd);
         return gm_fail(GM_ERR_NOMEM, "%s: cannot allocate %zu bytes to read it", path, size);
     }
@@ -117,5 +117,17 @@ char *gm_path_join(const char *dir, const char *name) {
     size_t n = a;
     if (a && dir[a - 1] != '/') p[n++] = '/';
     memcpy(p + n, name, b + 1);
+    return p;
+}
+
+void *gm_alloc_weights(size_t size) {
+    const size_t huge = (size_t)2 << 20;
+    void *p = NULL;
+    if (size < huge) return posix_memalign(&p, 64, size ? size : 1) == 0 ? p : NULL;
+    if (posix_memalign(&p, huge, size) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    /* advice only: without THP support the pages stay 4 KiB and nothing else changes */
+    (void)madvise(p, size / huge * huge, MADV_HUGEPAGE); /* whole huge pages inside the block only */
+#endif
     return p;
 }

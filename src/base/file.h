@@ -15,6 +15,10 @@ typedef struct gm_file_buf {
 } gm_file_buf;
 
 gm_status gm_file_load(const char *path, int use_mmap, gm_file_buf *out);
+/* Memory for large, long-lived data read by every token (model weights): from 2 MiB up it is 2 MiB-aligned
+ * and advised for transparent huge pages (MADV_HUGEPAGE; Linux's default THP mode is "madvise"), which
+ * spares the TLB misses that stall the weight stream in decode. Free with free(). NULL when out of memory. */
+void *gm_alloc_weights(size_t size);
 void gm_file_release(gm_file_buf *b);
 /* Read a whole (small) file into a malloc'd NUL-terminated buffer. */
 gm_status gm_file_read_all(const char *path, char **data, size_t *len);

@@ -8,8 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "base/membw.h"
 #include "cli/cli.h"
+#include "tensor/membw.h"
 
 static const char *HELP =
     "usage: gemma bench (-m MODEL_DIR | --random PRESET [--dtype bf16|f16|f32]) [options]\n"

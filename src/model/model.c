@@ -364,8 +364,7 @@ gm_status gm_model_random(const char *preset, const char *dtype, uint64_t seed, 
     size_t total = 0;
     for (int i = 0; i < n_exp; i++)
         total += (size_t)exp[i].shape[0] * (size_t)(exp[i].ndim == 2 ? exp[i].shape[1] : 1) * tr->block_bytes;
-    if (posix_memalign(&m->owned, 64, total) != 0) {
-        m->owned = NULL;
+    if (!(m->owned = gm_alloc_weights(total))) {
         free(exp);
         gm_model_free(m);
         return gm_fail(GM_ERR_NOMEM, "cannot allocate %zu bytes for a random %s model", total, preset);

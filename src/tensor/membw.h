@@ -1,7 +1,8 @@
 /* A quick STREAM-style read-bandwidth probe, so benchmarks can state decode speed as a share of what
- * this machine's memory delivers right now. */
-#ifndef GM_BASE_MEMBW_H
-#define GM_BASE_MEMBW_H
+ * this machine's memory delivers right now. It reads the way decode reads weights: with this CPU's vector
+ * kernels from memory allocated like model weights (gm_alloc_weights: huge pages where the OS gives them). */
+#ifndef GM_TENSOR_MEMBW_H
+#define GM_TENSOR_MEMBW_H
 
 #include <stddef.h>
 
