@@ -4,6 +4,7 @@
 #define GM_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "gemma.h"
@@ -52,6 +53,12 @@ gm_status cli_load_tokenizer_opt(const char *dir, gm_tokenizer **tok);
 double cli_now(void);
 /* Default thread count: the number of online CPUs. */
 int cli_default_threads(void);
+/* Default threads for one of several MPI ranks on this node: the CPUs split between the ranks that
+ * OpenMPI (OMPI_COMM_WORLD_LOCAL_SIZE) or MPICH (MPI_LOCALNRANKS) say share it; at least 1. */
+int cli_rank_threads(void);
+/* Writes a report to `path` with write(f, arg); on failure prints "gemma CMD: error: cannot write PATH" and
+ * returns 0 (1 on success). */
+int cli_write_report(const char *cmd, const char *path, void (*write)(FILE *f, const void *arg), const void *arg);
 
 /* A progress report on stderr for long runs: on a terminal a bar redrawn at most every 0.1 s, otherwise a
  * line per tenth of the work; rate in `unit`/s and ETA. cli_progress_update has the signature of the

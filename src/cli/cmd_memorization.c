@@ -230,7 +230,8 @@ typedef struct {
     const gm_memo_result *r;
 } report;
 
-static void write_json(FILE *f, const report *p) {
+static void write_json(FILE *f, const void *arg) {
+    const report *p = arg;
     const gm_memo_result *r = p->r;
     fputs("{\n  \"model\": ", f);
     gm_json_write_str(f, p->model);
@@ -494,18 +495,7 @@ int cmd_memorization(int argc, char **argv) {
     if (json) write_json(stdout, &rep);
     else write_table(&rep);
     fflush(stdout);
-    if (out_path) {
-        FILE *f = fopen(out_path, "w");
-        if (!f) {
-            fprintf(stderr, "gemma %s: error: cannot write %s\n", C, out_path);
-            goto done;
-        }
-        write_json(f, &rep);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "gemma %s: error: cannot write %s\n", C, out_path);
-            goto done;
-        }
-    }
+    if (out_path && !cli_write_report(C, out_path, write_json, &rep)) goto done;
     rc = CLI_OK;
     goto done;
 fail:

@@ -54,13 +54,6 @@ static const char *HELP =
     "  -t, --threads N    threads (default: all cores)   -q, --quiet   no per-step lines\n"
     "exit status: 0 done, 1 runtime error (unreadable or malformed files), 2 usage error\n";
 
-static int default_threads(void) {
-    const char *e = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!e) e = getenv("MPI_LOCALNRANKS");
-    int local = e ? atoi(e) : 1;
-    int n = cli_default_threads() / (local > 0 ? local : 1);
-    return n < 1 ? 1 : n;
-}
 
 /* 1 when dir holds a reward model (model.safetensors has score.weight) */
 static int is_reward_dir(const char *dir) {
@@ -102,7 +95,7 @@ static int reward_train(int argc, char **argv) {
     int rank0 = gm_dist_rank(d) == 0, rc = 0, quiet = 0;
     const char *init = NULL, *data = NULL, *out = NULL, *tokenizer = NULL;
     long seq = 512, batch = 4, accum = 1, epochs = 1, steps = 0, warmup = -1, eval_every = 50;
-    long threads = default_threads();
+    long threads = cli_rank_threads();
     long seed = 1;
     double eval_frac = 0.1, lr = 1e-5, lr_min = -1, wd = 0, clip = 1.0;
     gm_on_bad on_bad = GM_ON_BAD_STOP;

@@ -69,13 +69,6 @@ static gm_status reward_fn(void *vctx, const int32_t *seq, const int *len, int K
     return GM_OK;
 }
 
-static int default_threads(void) {
-    const char *e = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!e) e = getenv("MPI_LOCALNRANKS");
-    int local = e ? atoi(e) : 1;
-    int n = cli_default_threads() / (local > 0 ? local : 1);
-    return n < 1 ? 1 : n;
-}
 
 /* A JSON string; bytes that are not UTF-8 (a model can emit half a character) become U+FFFD, so every
  * line stays valid JSON. */
@@ -232,7 +225,7 @@ int cmd_rlhf(int argc, char **argv) {
     int rank0 = gm_dist_rank(d) == 0, rc = 0, quiet = 0;
     const char *policy = NULL, *rm_dir = NULL, *rfn = NULL, *prompts = NULL, *out = NULL, *tokenizer = NULL;
     long K = 4, max_new = 64, P = 4, steps = 100, warmup = 0, seed = 1, seq = 448, sample_every = 20, save_every = 0;
-    long keep = 2, threads = default_threads(), target = -1;
+    long keep = 2, threads = cli_rank_threads(), target = -1;
     double beta = 0.05, temp = 1.0, len_pen = 0, lr = 1e-6, lr_min = -1, clip = 1.0, wd = 0;
     gm_on_bad on_bad = GM_ON_BAD_STOP;
     for (int i = 1; i < argc && !rc; i++) {

@@ -222,13 +222,6 @@ static gm_status sft_eval(void *ctx, gm_train_model *m, double *sum, double *cou
     return GM_OK;
 }
 
-static int default_threads(int ranks_hint) {
-    const char *e = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!e) e = getenv("MPI_LOCALNRANKS");
-    int local = e ? atoi(e) : ranks_hint;
-    int n = cli_default_threads() / (local > 0 ? local : 1);
-    return n < 1 ? 1 : n;
-}
 
 int cmd_sft(int argc, char **argv) {
     const char *C = "sft";
@@ -246,7 +239,7 @@ int cmd_sft(int argc, char **argv) {
     int rank0 = gm_dist_rank(d) == 0;
 
     gm_trainer_opts o = gm_trainer_opts_default();
-    o.threads = default_threads(1);
+    o.threads = cli_rank_threads();
     o.seq = 512, o.batch = 8, o.accum = 1, o.lr = 2e-5f, o.eval_every = 50, o.save_every = 0;
     o.adam.weight_decay = 0;
     const char *data = NULL, *tokenizer = NULL;

@@ -172,7 +172,8 @@ typedef struct {
     const gm_sxs_result *res;
 } report;
 
-static void write_json(FILE *f, const report *p) {
+static void write_json(FILE *f, const void *arg) {
+    const report *p = arg;
     const gm_sxs_result *r = p->res;
     const char *keys[4] = {"judge", "prompts", "a", "b"}, *vals[4] = {p->judge, p->prompts, p->a, p->b};
     for (int i = 0; i < 4; i++) {
@@ -380,18 +381,7 @@ int cmd_sxs(int argc, char **argv) {
     if (json) write_json(stdout, &rep);
     else write_table(&rep);
     fflush(stdout);
-    if (out_path) {
-        FILE *f = fopen(out_path, "w");
-        if (!f) {
-            fprintf(stderr, "gemma %s: error: cannot write %s\n", C, out_path);
-            goto out;
-        }
-        write_json(f, &rep);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "gemma %s: error: cannot write %s\n", C, out_path);
-            goto out;
-        }
-    }
+    if (out_path && !cli_write_report(C, out_path, write_json, &rep)) goto out;
     rc = CLI_OK;
     goto out;
 fail:

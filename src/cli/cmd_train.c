@@ -218,14 +218,6 @@ static int apply_saved(gm_trainer_opts *o, parse_ctx *pc, const char *state_text
     return rc;
 }
 
-static int default_threads(void) {
-    /* ranks sharing this node split its CPUs (OpenMPI and MPICH say how many there are) */
-    const char *e = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    if (!e) e = getenv("MPI_LOCALNRANKS");
-    int local = e ? atoi(e) : 1;
-    int n = cli_default_threads() / (local > 0 ? local : 1);
-    return n < 1 ? 1 : n;
-}
 
 int cmd_train(int argc, char **argv) {
     const char *C = "train";
@@ -243,7 +235,7 @@ int cmd_train(int argc, char **argv) {
     parse_ctx pc = {gm_dist_rank(d) == 0, 0};
 
     gm_trainer_opts o = gm_trainer_opts_default();
-    o.threads = default_threads();
+    o.threads = cli_rank_threads();
     char **given = calloc((size_t)argc + 1, sizeof *given), **kept = NULL;
     int n_given = 0, n_kept = 0, rc = 0, resume = 0;
     const char *resume_dir = NULL;

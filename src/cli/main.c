@@ -149,6 +149,24 @@ int cli_default_threads(void) {
     return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
+int cli_rank_threads(void) {
+    const char *e = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!e) e = getenv("MPI_LOCALNRANKS");
+    int local = e ? atoi(e) : 1;
+    int n = cli_default_threads() / (local > 0 ? local : 1);
+    return n < 1 ? 1 : n;
+}
+
+int cli_write_report(const char *cmd, const char *path, void (*write)(FILE *f, const void *arg), const void *arg) {
+    FILE *f = fopen(path, "w");
+    if (f) write(f, arg);
+    if (!f || fclose(f) != 0) {
+        fprintf(stderr, "gemma %s: error: cannot write %s\n", cmd, path);
+        return 0;
+    }
+    return 1;
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
