@@ -163,11 +163,6 @@ static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) 
     for (int i = 0; i < n; i++) y[i] = x[i] * r * (1.0f + w[i]);
 }
 
-static float gelu_tanh(float x) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 /* Rotate-half RoPE on one head: pairs (i, i + hd/2), as HF and gemma_pytorch do. */
 static void rope(float *v, const float *cs, const float *sn, int half) {
     for (int i = 0; i < half; i++) {
@@ -247,7 +242,7 @@ static void geglu_task(void *ctx, int worker, int n_workers) {
     geglu_job *j = ctx;
     size_t b, e;
     gm_pool_chunk(j->n, 16, worker, n_workers, &b, &e);
-    for (size_t i = b; i < e; i++) j->gate[i] = gelu_tanh(j->gate[i]) * j->up[i];
+    gm_vec()->geglu(j->gate + b, j->up + b, e - b);
 }
 
 /* ---- the pass ---------------------------------------------------------------------------------- */
