@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/file.h"
 #include "base/threads.h"
 #include "tensor/matmul.h"
 #include "tensor/quant.h"
@@ -48,7 +49,7 @@ int main(int argc, char **argv) {
     uint32_t s = 1;
     for (size_t i = 0; i < (size_t)T * in; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
     for (size_t i = 0; i < nw; i++) wf[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
-    static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *const isas[] = {"scalar", "avx2", "avx512", "amx", "neon"};
     gm_pool *pools[2] = {NULL, gm_pool_new(2)};
     printf("shape in=%d out=%d; decode T=1 (GB/s of W), prefill T=%d (GFLOP/s)\n", in, out, T);
     printf("%-7s %-5s %8s %8s %9s %9s %9s\n", "isa", "dtype", "dec 1t", "dec 2t", "pre 1t", "pre 2t", "deq+f32");
@@ -62,7 +63,7 @@ int main(int argc, char **argv) {
         int n_copies = (int)((COPY_BYTES + wbytes - 1) / wbytes);
         n_copies = n_copies < MIN_COPIES ? MIN_COPIES : n_copies > MAX_COPIES ? MAX_COPIES : n_copies;
         for (int c = 0; c < n_copies; c++) {
-            w[c] = malloc(wbytes);
+            w[c] = gm_alloc_weights(wbytes); /* as the model holds weights: 2 MiB-aligned, huge pages */
             if (!w[c]) return 1;
             if (c == 0) tr->from_f32(wf, w[c], nw);
             else memcpy(w[c], w[0], wbytes);

@@ -56,6 +56,11 @@ static void detect(gm_cpu_features *f) {
         f->avx512fp16 = f->avx512f && ((d7 >> 23) & 1);
         f->avx512bf16 = f->avx512f && ((a71 >> 5) & 1);
     }
+    if ((xcr0 & 0x60000) == 0x60000) { /* XTILECFG + XTILEDATA */
+        f->amx_tile = (d7 >> 24) & 1;
+        f->amx_bf16 = f->amx_tile && ((d7 >> 22) & 1);
+        f->amx_int8 = f->amx_tile && ((d7 >> 25) & 1);
+    }
 }
 #elif defined(__aarch64__)
 static void detect(gm_cpu_features *f) {

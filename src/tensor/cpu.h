@@ -10,6 +10,9 @@ typedef struct {
     /* x86: each flag set only when the OS also saves the register state it needs (XCR0). */
     int avx, avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512bf16, avx512vnni, avx512fp16;
+    /* AMX tiles (TILECFG + TILEDATA state in XCR0); Linux still has to grant the tile data per process
+     * (tensor/matmul_amx.c asks). */
+    int amx_tile, amx_bf16, amx_int8;
     /* aarch64 */
     int neon, neon_fp16, neon_bf16;
 } gm_cpu_features;

@@ -90,10 +90,24 @@ static void matmul_range_generic(const gm_mm_args *a, int t0, int t1, int o0, in
 /* ---- dispatch -------------------------------------------------------------------------------- */
 
 static atomic_int g_forced = -1; /* gm_isa set by gm_matmul_set_isa, or -1 for gm_cpu_isa() */
+static atomic_int g_amx = -1;    /* 1 "amx" asked for, 0 another family named, -1 auto */
 
 static gm_isa current_isa(void) {
     int f = atomic_load_explicit(&g_forced, memory_order_relaxed);
     return f >= 0 ? (gm_isa)f : gm_cpu_isa();
+}
+
+/* AMX tiles on top of the avx512 family: asked for by name, or by default where they can run. */
+static int amx_on(void) {
+#ifdef GM_HAVE_X86
+    int a = atomic_load_explicit(&g_amx, memory_order_relaxed);
+    if (a >= 0) return a;
+    if (current_isa() != GM_ISA_AVX512) return 0;
+    const char *env = getenv("GM_AMX");
+    return !(env && strcmp(env, "0") == 0) && gm_amx_usable();
+#else
+    return 0;
+#endif
 }
 
 static gm_mm_range_fn isa_kernel(gm_isa isa) {
@@ -141,14 +155,24 @@ int gm_matmul_set_isa(const char *name) {
     gm_isa isa;
     if (name && strcmp(name, "auto") == 0) {
         atomic_store(&g_forced, -1);
+        atomic_store(&g_amx, -1);
         return 1;
     }
+#ifdef GM_HAVE_X86
+    if (name && strcmp(name, "amx") == 0) {
+        if (!gm_cpu_isa_available(GM_ISA_AVX512) || !gm_amx_usable()) return 0;
+        atomic_store(&g_forced, (int)GM_ISA_AVX512);
+        atomic_store(&g_amx, 1);
+        return 1;
+    }
+#endif
     if (!gm_cpu_isa_from_name(name, &isa) || !gm_cpu_isa_available(isa)) return 0;
     atomic_store(&g_forced, (int)isa);
+    atomic_store(&g_amx, 0);
     return 1;
 }
 
-const char *gm_matmul_isa(void) { return gm_cpu_isa_name(current_isa()); }
+const char *gm_matmul_isa(void) { return amx_on() ? "amx" : gm_cpu_isa_name(current_isa()); }
 
 /* ---- threading ------------------------------------------------------------------------------- */
 
@@ -180,6 +204,22 @@ static void xq_task(void *ctx, int worker, int n_workers) {
     for (size_t t = b; t < e; t++) j->fn(j->x + t * (size_t)j->in, j->wt, j->in, j->xq + t * j->stride);
 }
 
+#ifdef GM_HAVE_X86
+/* Rounding x to bf16 tiles for AMX: split by blocks of 16 rows. */
+typedef struct {
+    const float *x;
+    uint16_t *xb;
+    int T, in, nsplit;
+} gm_xb_job;
+
+static void xb_task(void *ctx, int worker, int n_workers) {
+    gm_xb_job *j = ctx;
+    size_t b, e;
+    gm_pool_chunk((size_t)(j->T + 15) / 16, 1, worker, n_workers, &b, &e);
+    if (b < e) gm_amx_pack_x(j->x, j->T, j->in, j->nsplit, j->xb, (int)b, (int)e);
+}
+#endif
+
 typedef struct {
     gm_mm_args a;
     gm_mm_range_fn fn;
@@ -208,9 +248,25 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     }
     gm_mm_job j;
     memset(&j, 0, sizeof j);
-    j.a = (gm_mm_args){y, x, w, wt, T, in, out, NULL, 0};
+    j.a = (gm_mm_args){y, x, w, wt, T, in, out, NULL, 0, NULL, 0};
     int n = gm_pool_size(pool);
     void *xq = NULL;
+    size_t align_t = GM_MM_ALIGN_T;
+#ifdef GM_HAVE_X86
+    void *xb = NULL;
+    if (T >= GM_AMX_MIN_T && in % 32 == 0 &&
+        (wt == GM_DT_BF16 || (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0)) &&
+        amx_on() && posix_memalign(&xb, 64, gm_amx_xb_bytes(T, in, gm_amx_splits(wt))) == 0) {
+        xq = xb; /* freed with the quantized rows below */
+        gm_xb_job q = {x, xb, T, in, gm_amx_splits(wt)};
+        if (n > 1 && (double)T * (double)in >= GM_MM_MIN_PARALLEL_WORK) gm_pool_run(pool, xb_task, &q);
+        else xb_task(&q, 0, 1);
+        j.a.xb = xb;
+        j.a.xsplit = q.nsplit;
+        j.fn = gm_matmul_range_amx;
+        align_t = 32; /* whole pairs of 16-row tiles per chunk */
+    } else
+#endif
     if (wt == GM_DT_F32 || wt == GM_DT_F16 || wt == GM_DT_BF16) {
         j.fn = isa_kernel(current_isa());
     } else if (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0) {
@@ -236,8 +292,8 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     }
     /* Split the rows of x only when there are too few output tiles to go round. */
     size_t o_units = ((size_t)out + GM_MM_ALIGN_O - 1) / GM_MM_ALIGN_O;
-    j.split_t = o_units < 2 * (size_t)n && T >= 2 * GM_MM_ALIGN_T;
-    size_t align = j.split_t ? GM_MM_ALIGN_T : GM_MM_ALIGN_O;
+    j.split_t = o_units < 2 * (size_t)n && (size_t)T >= 2 * align_t;
+    size_t align = j.split_t ? align_t : GM_MM_ALIGN_O;
     j.total = j.split_t ? (size_t)T : (size_t)out;
     size_t units = (j.total + align - 1) / align, want = (size_t)n * GM_MM_CHUNKS_PER_WORKER;
     j.chunk = (units + want - 1) / want * align;

@@ -22,7 +22,11 @@
 void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int in, int out, gm_pool *pool);
 
 /* Force a kernel family for matmul ("scalar", "avx2", "avx512", "neon", or "auto" for the
- * default of tensor/cpu.h); returns 0 and changes nothing if it is unknown or cannot run here. */
+ * default of tensor/cpu.h); returns 0 and changes nothing if it is unknown or cannot run here.
+ * "amx" is the avx512 family with AMX tiles for prefill (T >= GM_AMX_MIN_T) of bf16 and block-quantized
+ * W (matmul_amx.c: bf16 W as exact as the avx512 kernels, quantized W with x rounded to bf16). "auto"
+ * picks it where the CPU has AMX-BF16 and the family would be avx512, unless the environment sets
+ * GM_AMX=0; naming "avx512" turns it off. */
 int gm_matmul_set_isa(const char *isa);
 const char *gm_matmul_isa(void);
 
@@ -44,6 +48,9 @@ typedef struct {
     /* Quantized W only: the rows of x quantized (gm_xq_quantize_row), row t at xq + t * xq_stride. */
     const unsigned char *xq;
     size_t xq_stride;
+    /* AMX only: x as xsplit bf16 parts, repacked in tiles (gm_amx_pack_x). */
+    const uint16_t *xb;
+    int xsplit;
 } gm_mm_args;
 
 /* Compute y for rows t in [t0, t1) and outputs o in [o0, o1); wt is F32, F16 or BF16. The choice
@@ -57,6 +64,25 @@ void gm_matmul_range_avx512(const gm_mm_args *a, int t0, int t1, int o0, int o1)
 #endif
 #ifdef GM_HAVE_NEON
 void gm_matmul_range_neon(const gm_mm_args *a, int t0, int t1, int o0, int o1);
+#endif
+
+/* AMX (matmul_amx.c). T at or above GM_AMX_MIN_T goes to the tiles; below, the avx512 kernels. */
+#ifndef GM_AMX_MIN_T
+#define GM_AMX_MIN_T 16
+#endif
+#ifdef GM_HAVE_X86
+/* 1 if this CPU has AMX-BF16 (and AVX512-BF16) and the OS granted this process the tile state. */
+int gm_amx_usable(void);
+/* How many bf16 parts x is split into for W of type wt: 3 for bf16 W (x = sum of the parts exactly, so
+ * every product is exact and only the f32 sums round, like the avx512 kernels), 1 for quantized W (x
+ * rounded to bf16: about 0.2 % relative error, less than the 8-bit activations of the other families). */
+int gm_amx_splits(gm_dtype wt);
+/* Bytes of x as tiles: rows padded to a multiple of 16, in a multiple of 32, nsplit parts. */
+size_t gm_amx_xb_bytes(int T, int in, int nsplit);
+/* Split rows of x into nsplit bf16 parts (each rounds what the parts before it left) and repack blocks
+ * [b0, b1) of 16 rows into tiles (xb 64-byte aligned). */
+void gm_amx_pack_x(const float *x, int T, int in, int nsplit, uint16_t *xb, int b0, int b1);
+void gm_matmul_range_amx(const gm_mm_args *a, int t0, int t1, int o0, int o1);
 #endif
 
 /* The activation quantizer of tensor/quant.h (gm_xq_quantize_row, the scalar one) per family: the
