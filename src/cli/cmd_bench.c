@@ -102,7 +102,8 @@ int cmd_bench(int argc, char **argv) {
     } else if (cli_load_model(model, use_mmap, 0, &m)) {
         return cli_fail(C);
     }
-    fprintf(stderr, "ready in %.1f s\n", cli_now() - t0);
+    const double load_s = cli_now() - t0;
+    fprintf(stderr, "ready in %.1f s\n", load_s);
     const gm_config *c = gm_model_config(m);
     long max_len = 1;
     for (int i = 0; i < n_pp; i++) if (pp[i] > max_len) max_len = pp[i];
@@ -123,12 +124,14 @@ int cmd_bench(int argc, char **argv) {
     }
     char notes[16][256];
     int n_notes = 0;
+    size_t kv_max = 0; /* the largest KV cache allocated: peak RSS is compared with weights + this */
     int rc = CLI_OK;
     for (int ti = 0; ti < n_th && rc == CLI_OK; ti++) {
         gm_session *s = NULL;
         gm_session_params sp = gm_session_params_default((int)max_len, (int)th[ti]);
         sp.kv_bf16 = kv_bf16;
         if (gm_session_new_ex(m, &sp, &s)) { rc = cli_fail(C); break; }
+        if (gm_session_cache_bytes(s) > kv_max) kv_max = gm_session_cache_bytes(s);
         for (int kind = 0; kind < 2 && rc == CLI_OK; kind++) {
             int n_tests = kind == 0 ? n_pp : n_tg;
             for (int k = 0; k < n_tests && rc == CLI_OK; k++) {
@@ -210,6 +213,7 @@ int cmd_bench(int argc, char **argv) {
         gm_session_params sp = gm_session_params_default((int)kv[i], 1);
         sp.kv_bf16 = kv_bf16;
         if (gm_session_new_ex(m, &sp, &s)) { rc = cli_fail(C); break; }
+        if (gm_session_cache_bytes(s) > kv_max) kv_max = gm_session_cache_bytes(s);
         if (json)
             printf("{\"kv_cache_tokens\": %ld, \"kv_cache_bytes\": %zu, \"full_cache_bytes\": %.0f}\n", kv[i],
                    gm_session_cache_bytes(s), full * (1 << 20));
@@ -221,8 +225,18 @@ int cmd_bench(int argc, char **argv) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    if (json) printf("{\"peak_rss_bytes\": %.0f}\n", (double)ru.ru_maxrss * 1024.0);
-    else printf("peak RSS %.1f MB\n", (double)ru.ru_maxrss * 1024.0 / 1e6);
+    /* Memory against what a run must hold: the weights (the file less its metadata) and the KV cache. */
+    const double rss = (double)ru.ru_maxrss * 1024.0, wbytes = (double)gm_model_weight_bytes(m);
+    const char *how = preset ? "built in memory" : use_mmap ? "mmap" : "read into memory";
+    if (json) {
+        printf("{\"load_s\": %.3f, \"load\": \"%s\"}\n", load_s, how);
+        printf("{\"peak_rss_bytes\": %.0f, \"weight_bytes\": %.0f, \"kv_cache_bytes\": %zu, \"rss_ratio\": %.4f}\n", rss,
+               wbytes, kv_max, rss / (wbytes + (double)kv_max));
+    } else {
+        printf("load %.2f s (%s)\n", load_s, how);
+        printf("peak RSS %.1f MB = %.3f x (weights %.1f MB + largest KV cache %.1f MB)\n", rss / 1e6,
+               rss / (wbytes + (double)kv_max), wbytes / 1e6, (double)kv_max / 1e6);
+    }
     free(ids);
     gm_model_free(m);
     return rc;

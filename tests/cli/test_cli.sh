@@ -70,6 +70,20 @@ rc=$?
 "$G" info -m models/tiny-gemma | grep -q "tokenizer    1024 pieces" && ok || bad "info tokenizer summary"
 "$G" bench --random no-such-preset -n 1 -p 1 >/dev/null 2>&1; rc=$?
 [ $rc = 1 ] && ok || bad "unknown preset exit $rc"
+# bench --json reports the load time and peak RSS against weights + the KV cache it allocated
+"$G" bench -m models/tiny-gemma -t 1 -p 8 -n 4 -r 1 --kv-ctx 64 --no-bw --json >"$tmp/bench.json" 2>/dev/null &&
+python3 - "$tmp/bench.json" <<'PY' && ok || bad "bench --json: $(tail -n 3 "$tmp/bench.json")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+load = [r for r in rows if "load_s" in r][0]
+mem = [r for r in rows if "rss_ratio" in r][0]
+kv = [r for r in rows if "kv_cache_tokens" in r][0]
+assert load["load"] == "read into memory" and 0 <= load["load_s"] < 60, load
+# the largest cache is the 64-token one asked for by --kv-ctx; the ratio is what the three numbers say
+assert mem["kv_cache_bytes"] == kv["kv_cache_bytes"] > 0, (mem, kv)
+assert abs(mem["rss_ratio"] - mem["peak_rss_bytes"] / (mem["weight_bytes"] + mem["kv_cache_bytes"])) < 1e-3, mem
+assert [r["test"] for r in rows if "test" in r] == ["pp8", "tg4"], rows
+PY
 
 # 8. --chat wraps the prompt in the turn format: bos (by id, whatever the piece is called) + the turn text
 n_raw=$("$G" generate -m models/tiny-gemma -p "Hi" -n 1 --temp 0 2>&1 >/dev/null | sed -n 's/^\([0-9]*\) prompt tokens.*/\1/p')
