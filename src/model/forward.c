@@ -191,8 +191,9 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     gm_session *s = j->s;
     const gm_config *c = &s->m->cfg;
     int hd = c->head_dim, H = c->n_heads, kvd = c->n_kv_heads * hd, group = c->n_heads / c->n_kv_heads;
-    size_t begin, end;
-    gm_pool_chunk((size_t)j->T * (size_t)H, 1, worker, n_workers, &begin, &end);
+    /* Items dealt round-robin, not in contiguous shares: with the causal mask a later token attends to
+     * more keys, so the last share of a prefill would be the heaviest. */
+    const size_t n_items = (size_t)j->T * (size_t)H;
     float *sc = s->scores + (size_t)worker * (size_t)s->n_ctx;
     const float *kc = (const float *)s->kcache + s->layer_off[j->layer];
     const float *vc = (const float *)s->vcache + s->layer_off[j->layer];
@@ -202,7 +203,7 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     int window = c->layer_global[j->layer] ? 0 : c->sliding_window;
     float cap = c->attn_softcap;
     const gm_vec_ops *vo = gm_vec();
-    for (size_t item = begin; item < end; item++) {
+    for (size_t item = (size_t)worker; item < n_items; item += (size_t)n_workers) {
         int t = (int)(item / (size_t)H), h = (int)(item % (size_t)H);
         int kvh = h / group, p_last = j->pos0 + t; /* causal: keys up to the query's own position */
         int p_first = window > 0 && p_last - window + 1 > 0 ? p_last - window + 1 : 0;

@@ -184,6 +184,7 @@ const char *gm_matmul_isa(void) { return amx_on() ? "amx" : gm_cpu_isa_name(curr
 #define GM_MM_ALIGN_O 32
 #define GM_MM_ALIGN_T 24
 #define GM_MM_CHUNKS_PER_WORKER 8
+#define GM_MM_CHUNKS_PER_WORKER_AMX 2
 /* Below this many multiply-adds the pool's wake-up costs more than it saves. */
 #define GM_MM_MIN_PARALLEL_WORK 65536.0
 
@@ -295,7 +296,9 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     j.split_t = o_units < 2 * (size_t)n && (size_t)T >= 2 * align_t;
     size_t align = j.split_t ? align_t : GM_MM_ALIGN_O;
     j.total = j.split_t ? (size_t)T : (size_t)out;
-    size_t units = (j.total + align - 1) / align, want = (size_t)n * GM_MM_CHUNKS_PER_WORKER;
+    /* The AMX tiles re-read x (from L3 when the rows are long) for every chunk of outputs: fewer chunks */
+    size_t units = (j.total + align - 1) / align,
+           want = (size_t)n * (j.a.xb ? GM_MM_CHUNKS_PER_WORKER_AMX : GM_MM_CHUNKS_PER_WORKER);
     j.chunk = (units + want - 1) / want * align;
     j.n_chunks = (j.total + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
