@@ -1,22 +1,22 @@
-/* AMX tiles (AMX-TILE + AMX-BF16) for prefill with bf16 or block-quantized W.
+/* AMX tiles (AMX-TILE + AMX-BF16) for prefill with bf16 or block-quantized W (docs/kernels.md).
  *
  * One TDPBF16PS multiplies a 16 x 32 bf16 tile by a 32 x 16 one into 16 x 16 f32 sums: 8192
- * multiply-adds, about 25 times what one AVX-512 FMA chain does in the same time on this machine
- * (3.3 TFLOP/s per core measured against 131 GFLOP/s for the AVX-512 bf16 kernel). The operands:
- *   A = W itself: 16 rows of W, 32 consecutive values each (bf16 W is loaded in place with the row
- *       stride; quantized W is first dequantized, a panel of 32 rows x AMX_KC values at a time, to bf16
- *       exactly: q * d is exact in f32 and rounds once to bf16);
- *   B = x rounded to bf16 (round to nearest even), repacked once per call by gm_amx_pack_x into 1 KiB
- *       tiles: for 16 rows of x and 32 values, tile row r holds the pairs (x[t][2r], x[t][2r+1]) of
- *       t = 0..15 side by side, the pair layout TDPBF16PS reads;
+ * multiply-adds, about 25 times what one AVX-512 FMA chain does in the same time on the development
+ * machine (3.3 TFLOP/s per core against 131 GFLOP/s for the AVX-512 bf16 kernel). The operands:
+ *   A = W: panels of 32 rows, a pass of values at a time, copied (bf16) or dequantized to bf16 (q * d is
+ *       exact in f32 and rounds once), rows a cache line more than a multiple of 4 KiB apart;
+ *   B = x, split into xsplit bf16 parts (gm_amx_splits: 3 for bf16 W, whose sum is x exactly, so every
+ *       product is exact; 1 for quantized W, x rounded to nearest even) and repacked once per call by
+ *       gm_amx_pack_x into 1 KiB tiles: for 16 rows of x and 32 values, tile row r holds the pairs
+ *       (x[t][2r], x[t][2r+1]) of t = 0..15 side by side, the layout TDPBF16PS reads. The parts of a
+ *       block of 32 values follow each other, and the panel holds each block of W once per part, so
+ *       a split x is just more tile steps;
  *   C = 16 outputs x 16 rows of x, transposed into y on the way out.
- * The cost is accuracy: x (and quantized W) rounded to 8 significant bits, about 2^-9 relative per
- * term, so a dot product carries about 0.1-0.3 % relative error (measured in unit.matmul_amx); llama.cpp's
- * bf16 path rounds x the same way. f32 and f16 W keep the exact kernels.
+ * f32 and f16 W keep the avx512 kernels.
  *
- * Every output is a fixed sequence: f32 tile sums over blocks of AMX_KC values, added through y in
- * order. A row of C depends only on its row of A and column of B, so any split of the rows of x or of
- * the outputs over threads gives the same bits. */
+ * Every output is a fixed sequence: f32 tile sums over passes of AMX_KC_STEPS steps, added through y
+ * in order. A row of C depends only on its row of A and column of B, so any split of the rows of x or
+ * of the outputs over threads gives the same bits. */
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -34,7 +34,7 @@
 #define AMX_K 32        /* values per tile step: one 64-byte row of bf16 */
 #define AMX_KC_STEPS 64 /* tile steps per pass over a panel of W: 2048 values of a whole x, fewer of a split one
                           * (fixed per dtype: the f32 sums through y never depend on T or the split) */
-#define AMX_MB 16       /* 16-row blocks of x per pass: 256 rows, 1 MiB of bf16 x per AMX_KC, held in L2 */
+#define AMX_MB 16       /* 16-row blocks of x per pass: 256 rows, 1 MiB of tiles per pass, held in L2 */
 #define AMX_TILE 512    /* bf16 values in a 1 KiB B tile */
 #define AMX_SUB 8       /* tile steps per slice: 32 rows x 256 values of the panel, 16 KiB */
 #define AMX_PAD 32      /* bf16 values between panel rows beyond kc: one cache line, so rows spread over L1 sets */
@@ -199,35 +199,19 @@ static void panel_fill(uint16_t *P, const void *w, gm_dtype wt, size_t rb, int o
 
 /* While the tiles work on one panel of W, the lines of the next one are prefetched into L2, a few per
  * tile step: a panel is 32 rows read side by side (as tiles, or by panel_fill), 32 streams that the
- * hardware prefetcher does not follow well enough (measured: bf16 prefill at half the speed of the
- * compute without this). */
+ * hardware prefetcher does not follow well enough (measured on Q8_0 2048 x 16384 at T = 128, 1 thread:
+ * 572 GFLOP/s without, 736 with). */
 typedef struct {
-    const char *base;
-    size_t rb, lines_per_row, total, next, per_step, r, c;
+    gm_q_pf p;       /* tensor/quant.h */
+    size_t per_step; /* lines per tile step, so the next panel is in L2 when this one is done */
 } amx_pf;
 
 static void pf_plan(amx_pf *pf, const void *w, gm_dtype wt, size_t rb, int o, int no, int k0, int kc, size_t steps) {
-    const gm_dtype_traits *tr = gm_dtype_info(wt);
-    const size_t off = (size_t)k0 / tr->block_elems * tr->block_bytes,
-                 len = (size_t)kc / tr->block_elems * tr->block_bytes;
-    pf->base = (const char *)w + (size_t)o * rb + off;
-    pf->rb = rb;
-    pf->lines_per_row = (len + 63) / 64 + 1;
-    pf->total = no > 0 ? pf->lines_per_row * (size_t)no : 0;
-    pf->next = pf->r = pf->c = 0;
-    pf->per_step = steps ? (pf->total + steps - 1) / steps : pf->total;
+    gm_q_pf_plan(&pf->p, w, rb, wt, o, no, k0, kc);
+    pf->per_step = steps ? (pf->p.total + steps - 1) / steps : pf->p.total;
 }
 
-GM_INLINE void pf_step(amx_pf *pf) {
-    for (size_t end = pf->next + pf->per_step < pf->total ? pf->next + pf->per_step : pf->total; pf->next < end;
-         pf->next++) {
-        _mm_prefetch(pf->base + pf->r * pf->rb + pf->c * 64, _MM_HINT_T1);
-        if (++pf->c == pf->lines_per_row) {
-            pf->c = 0;
-            pf->r++;
-        }
-    }
-}
+GM_INLINE void pf_step(amx_pf *pf) { gm_q_pf_some(&pf->p, pf->per_step); }
 
 /* ---- tiles ------------------------------------------------------------------------------------- */
 
@@ -339,7 +323,7 @@ void gm_matmul_range_amx(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
     gm_dtype_row_bytes(a->wt, (size_t)in, &rb);
     _Alignas(64) uint16_t panel[32 * (AMX_KC_STEPS * AMX_K + AMX_PAD)];
     _Alignas(64) float cbuf[AMX_MB / 2 * 4 * 256];
-    amx_pf pf = {NULL, 0, 0, 0, 0, 0, 0, 0};
+    amx_pf pf = {{NULL, 0, 0, 0, 0, 0, 0}, 0};
     amx_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -365,7 +349,7 @@ void gm_matmul_range_amx(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
                     pf_plan(&pf, a->w, a->wt, rb, o0, o1 - o0 < 32 ? o1 - o0 : 32, k0 + KC,
                             in - k0 - KC < KC ? in - k0 - KC : KC, (size_t)npairs * (size_t)nk);
                 else
-                    pf.total = 0;
+                    pf.p.total = 0;
                 const size_t lda = ((size_t)kc * (size_t)S + AMX_PAD) * sizeof(uint16_t);
                 panel_fill(panel, a->w, a->wt, rb, o, no, k0, kc, S);
                 /* AMX_SUB steps at a time over every pair of x blocks: that slice of the panel stays in L1

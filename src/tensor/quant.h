@@ -123,6 +123,36 @@ static inline void gm_q_prefetch(const unsigned char *p, size_t ahead, size_t n)
     __builtin_prefetch((const void *)(a + n - 1));
 }
 
+/* Panel kernels (quant_avx512.c, matmul_amx.c) read a block of W as many rows side by side, a few cache
+ * lines each: too short a stream per row for the hardware prefetcher. While they work on one block they
+ * prefetch the next into L2, a few lines at a time: gm_q_pf_plan for rows [o, o + nr) and values
+ * [k0, k0 + kc) of W (any dtype with whole blocks), then gm_q_pf_some(n) between steps. */
+typedef struct {
+    const char *base;
+    size_t rb, lines_per_row, total, next, r, c;
+} gm_q_pf;
+
+static inline void gm_q_pf_plan(gm_q_pf *pf, const void *w, size_t rb, gm_dtype wt, int o, int nr, int k0, int kc) {
+    const gm_dtype_traits *tr = gm_dtype_info(wt);
+    const size_t off = (size_t)k0 / tr->block_elems * tr->block_bytes,
+                 len = (size_t)kc / tr->block_elems * tr->block_bytes;
+    pf->base = (const char *)w + (size_t)o * rb + off;
+    pf->rb = rb;
+    pf->lines_per_row = (len + 63) / 64 + 1;
+    pf->total = nr > 0 ? pf->lines_per_row * (size_t)nr : 0;
+    pf->next = pf->r = pf->c = 0;
+}
+
+static inline void gm_q_pf_some(gm_q_pf *pf, size_t n) {
+    for (size_t end = pf->next + n < pf->total ? pf->next + n : pf->total; pf->next < end; pf->next++) {
+        __builtin_prefetch(pf->base + pf->r * pf->rb + pf->c * 64, 0, 2); /* locality 2: prefetcht1, into L2 */
+        if (++pf->c == pf->lines_per_row) {
+            pf->c = 0;
+            pf->r++;
+        }
+    }
+}
+
 /* Row-dot tiles read W once whatever T but convert every block's sums to f32 per row of x; packed
  * panels (AVX-512, AVX2) pay a repacking pass over W and then need one f32 step per 16 or 8 rows of W.
  * Panels win above a few rows of x: crossovers measured on AVX-512 VNNI and AVX2 (2048 x 2048, one
