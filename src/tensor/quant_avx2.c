@@ -683,34 +683,6 @@ GM_QMICRO_FN(qmicro_q4_0, GM_DT_Q4_0)
 GM_QMICRO_FN(qmicro_q4_K, GM_DT_Q4_K)
 GM_QMICRO_FN(qmicro_q6_K, GM_DT_Q6_K)
 
-/* See quant_avx512.c: prefetch the next block's rows while the micro-kernels run. */
-typedef struct {
-    const char *base;
-    size_t rb, lines_per_row, total, next, r, c;
-} qprefetch;
-
-GM_INLINE void qprefetch_plan(qprefetch *pf, const unsigned char *w, size_t rb, gm_dtype wt, int o, int nr, int k0,
-                              int kc) {
-    const gm_dtype_traits *tr = gm_dtype_info(wt);
-    const size_t off = (size_t)k0 / tr->block_elems * tr->block_bytes,
-                 len = (size_t)kc / tr->block_elems * tr->block_bytes;
-    pf->base = (const char *)w + (size_t)o * rb + off;
-    pf->rb = rb;
-    pf->lines_per_row = (len + 63) / 64 + 1;
-    pf->total = nr > 0 ? pf->lines_per_row * (size_t)nr : 0;
-    pf->next = pf->r = pf->c = 0;
-}
-
-GM_INLINE void qprefetch_some(qprefetch *pf, size_t n) {
-    for (size_t end = pf->next + n < pf->total ? pf->next + n : pf->total; pf->next < end; pf->next++) {
-        _mm_prefetch(pf->base + pf->r * pf->rb + pf->c * 64, _MM_HINT_T1);
-        if (++pf->c == pf->lines_per_row) {
-            pf->c = 0;
-            pf->r++;
-        }
-    }
-}
-
 static void qgemm(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
     _Alignas(32) unsigned char store[sizeof(qpanel)];
     qpanel *P = (qpanel *)(void *)store;
@@ -723,7 +695,7 @@ static void qgemm(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
     gm_dtype_row_bytes(wt, (size_t)a->in, &rb);
     const size_t ldy = (size_t)a->out, xs = a->xq_stride;
     const unsigned char *w = a->w;
-    qprefetch pf = {NULL, 0, 0, 0, 0, 0, 0};
+    gm_q_pf pf = {NULL, 0, 0, 0, 0, 0, 0}; /* the next block's rows while the micro-kernels run */
     for (int tb = t0; tb < t1; tb += QMC) {
         const int te = t1 - tb > QMC ? tb + QMC : t1;
         const int steps = (te - tb + QTT - 1) / QTT;
@@ -734,10 +706,10 @@ static void qgemm(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
                 qpack(P, w + (size_t)o * rb, rb, wt, nr, k0, kc);
                 if (o + NPAN * PR < o1) {
                     const int nn = o1 - o - NPAN * PR;
-                    qprefetch_plan(&pf, w, rb, wt, o + NPAN * PR, nn < NPAN * PR ? nn : NPAN * PR, k0, kc);
+                    gm_q_pf_plan(&pf, w, rb, wt, o + NPAN * PR, nn < NPAN * PR ? nn : NPAN * PR, k0, kc);
                 } else if (k0 + QKC < a->in) {
                     const int nk = a->in - k0 - QKC;
-                    qprefetch_plan(&pf, w, rb, wt, o0, o1 - o0 < NPAN * PR ? o1 - o0 : NPAN * PR, k0 + QKC,
+                    gm_q_pf_plan(&pf, w, rb, wt, o0, o1 - o0 < NPAN * PR ? o1 - o0 : NPAN * PR, k0 + QKC,
                                    nk < QKC ? nk : QKC);
                 } else {
                     pf.total = 0;
@@ -747,7 +719,7 @@ static void qgemm(const gm_mm_args *a, int t0, int t1, int o0, int o1) {
                 const int np = nr > PR ? 2 : 1;
                 for (int t = tb; t < te; t += QTT) {
                     const int tt = te - t < QTT ? te - t : QTT;
-                    qprefetch_some(&pf, per);
+                    gm_q_pf_some(&pf, per);
                     fn(P, np, tt, a->xq + (size_t)t * xs, xs, a->in, k0, kc, a->y + (size_t)t * ldy + (size_t)o,
                        ldy, k0 == 0, n0, n1);
                 }
