@@ -123,10 +123,10 @@ static inline void gm_q_prefetch(const unsigned char *p, size_t ahead, size_t n)
     __builtin_prefetch((const void *)(a + n - 1));
 }
 
-/* Panel kernels (quant_avx2.c, quant_avx512.c, matmul_amx.c) read a block of W as many rows side by side, a few cache
- * lines each: too short a stream per row for the hardware prefetcher. While they work on one block they
- * prefetch the next into L2, a few lines at a time: gm_q_pf_plan for rows [o, o + nr) and values
- * [k0, k0 + kc) of W (any dtype with whole blocks), then gm_q_pf_some(n) between steps. */
+/* Panel kernels (quant_avx2.c, quant_avx512.c, matmul_amx.c) read a block of W as many rows side by
+ * side, a few cache lines each: too short a stream per row for the hardware prefetcher. While they work
+ * on one block they prefetch the next into L2, a few lines at a time: gm_q_pf_plan for rows [o, o + nr)
+ * and values [k0, k0 + kc) of W (any dtype with whole blocks), then gm_q_pf_some(n) between steps. */
 typedef struct {
     const char *base;
     size_t rb, lines_per_row, total, next, r, c;
