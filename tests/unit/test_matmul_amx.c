@@ -1,8 +1,9 @@
 /* The AMX matmul family (tensor/matmul_amx.c): prefill of bf16 W (x split into three bf16 parts, so
  * exact products) and of block-quantized W (x and W rounded to bf16). Checked against a double-precision
  * product of exactly the operands the tiles see, which pins the tile layouts, the transposes, the splits
- * and the tails; the accuracy cost against the f32 product is measured and bounded; 1, 2 and 3 threads and any split of the ranges give the same
- * bits. Exits 77 (ctest: skipped, not passed) on a machine without AMX-BF16. */
+ * and the tails; the accuracy cost against the f32 product is measured and bounded; 1, 2 and 3 threads
+ * and any split of the ranges give the same bits. Exits 77 (ctest: skipped, not passed) on a machine
+ * without AMX-BF16. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
