@@ -144,7 +144,9 @@ gm_status gm_config_from_json(const gm_json *root, const char *what, gm_config *
     double d;
     c->rms_eps = 1e-6f;
     if (gm_json_get_num(t, "rms_norm_eps", &d)) {
-        if (!(d > 0 && d < 1)) return gm_fail(GM_ERR_FORMAT, "%s: rms_norm_eps %g out of range (0, 1)", what, d);
+        /* (float)d too: a positive double below float's range would become an eps of 0 */
+        if (!(d > 0 && d < 1) || !((float)d > 0))
+            return gm_fail(GM_ERR_FORMAT, "%s: rms_norm_eps %g out of range (0, 1)", what, d);
         c->rms_eps = (float)d;
     }
     c->rope_theta = fd ? (float)fd->theta : 10000.f;

@@ -568,6 +568,10 @@ static void test_config(void) {
     CONFIG_CASE("cfg_eps_neg", (c = config_with("\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": -1")), GM_ERR_FORMAT,
                 "rms_norm_eps");
     free(c);
+    /* positive as a double, 0 as a float (found by fuzz.config) */
+    CONFIG_CASE("cfg_eps_underflow", (c = config_with("\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e-86")),
+                GM_ERR_FORMAT, "rms_norm_eps");
+    free(c);
     CONFIG_CASE("cfg_llama", (c = config_with("\"model_type\": \"gemma\"", "\"model_type\": \"llama\"")),
                 GM_ERR_UNSUPPORTED, "llama");
     free(c);
