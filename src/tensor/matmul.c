@@ -251,19 +251,22 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     memset(&j, 0, sizeof j);
     j.a = (gm_mm_args){y, x, w, wt, T, in, out, NULL, 0, NULL, 0};
     int n = gm_pool_size(pool);
-    void *xq = NULL;
+    /* x prepared once per call for the kernels (8-bit rows or AMX tiles), split over the pool when large */
+    void *scratch = NULL;
+    const int spread = n > 1 && (double)T * (double)in >= GM_MM_MIN_PARALLEL_WORK;
     size_t align_t = GM_MM_ALIGN_T;
 #ifdef GM_HAVE_X86
-    void *xb = NULL;
-    if (T >= GM_AMX_MIN_T && in % 32 == 0 &&
-        (wt == GM_DT_BF16 || (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0)) &&
-        amx_on() && posix_memalign(&xb, 64, gm_amx_xb_bytes(T, in, gm_amx_splits(wt))) == 0) {
-        xq = xb; /* freed with the quantized rows below */
-        gm_xb_job q = {x, xb, T, in, gm_amx_splits(wt)};
-        if (n > 1 && (double)T * (double)in >= GM_MM_MIN_PARALLEL_WORK) gm_pool_run(pool, xb_task, &q);
+    const int nsplit = gm_amx_splits(wt);
+    const int amx = T >= GM_AMX_MIN_T && in % 32 == 0 &&
+                    (wt == GM_DT_BF16 || (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0)) &&
+                    amx_on();
+    if (amx && posix_memalign(&scratch, 64, gm_amx_xb_bytes(T, in, nsplit)) != 0) scratch = NULL; /* then below */
+    if (scratch) {
+        gm_xb_job q = {x, scratch, T, in, nsplit};
+        if (spread) gm_pool_run(pool, xb_task, &q);
         else xb_task(&q, 0, 1);
-        j.a.xb = xb;
-        j.a.xsplit = q.nsplit;
+        j.a.xb = scratch;
+        j.a.xsplit = nsplit;
         j.fn = gm_matmul_range_amx;
         align_t = 32; /* whole pairs of 16-row tiles per chunk */
     } else
@@ -272,15 +275,15 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
         j.fn = isa_kernel(current_isa());
     } else if (gm_dtype_is_quant(wt) && in % (int)gm_dtype_info(wt)->block_elems == 0) {
         size_t stride = gm_xq_row_bytes(wt, in), total;
-        if (gm_mul_size(stride, (size_t)T, &total) && posix_memalign(&xq, 64, total) == 0) {
-            gm_xq_job q = {x, xq, stride, wt, T, in, isa_xq(current_isa())};
-            if (n > 1 && (double)T * (double)in >= GM_MM_MIN_PARALLEL_WORK) gm_pool_run(pool, xq_task, &q);
+        if (gm_mul_size(stride, (size_t)T, &total) && posix_memalign(&scratch, 64, total) == 0) {
+            gm_xq_job q = {x, scratch, stride, wt, T, in, isa_xq(current_isa())};
+            if (spread) gm_pool_run(pool, xq_task, &q);
             else xq_task(&q, 0, 1);
-            j.a.xq = xq;
+            j.a.xq = scratch;
             j.a.xq_stride = stride;
             j.fn = isa_qkernel(current_isa());
         } else {
-            xq = NULL;
+            scratch = NULL;
             j.fn = matmul_range_generic; /* out of memory: dequantize row by row instead */
         }
     } else {
@@ -288,7 +291,7 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     }
     if (n <= 1 || (double)T * (double)in * (double)out < GM_MM_MIN_PARALLEL_WORK) {
         j.fn(&j.a, 0, T, 0, out);
-        free(xq);
+        free(scratch);
         return;
     }
     /* Split the rows of x only when there are too few output tiles to go round. */
@@ -303,5 +306,5 @@ void gm_matmul(float *y, const float *x, const void *w, gm_dtype wt, int T, int 
     j.n_chunks = (j.total + j.chunk - 1) / j.chunk;
     atomic_init(&j.next, 0);
     gm_pool_run(pool, mm_task, &j);
-    free(xq);
+    free(scratch);
 }
