@@ -16,6 +16,14 @@ foreach(t ${GM_UNIT_TESTS})
   set_tests_properties(unit.${short} PROPERTIES ENVIRONMENT "GM_BUILD_DIR=${CMAKE_BINARY_DIR}" SKIP_RETURN_CODE 77)
 endforeach()
 
+# The AVX-512 quantized decode kernels have a VBMI variant (byte permutes) and one without; GM_VBMI=0
+# switches VBMI off, so on a CPU that has it the kernel tests run once more, on the other variant.
+foreach(short quant)
+  add_test(NAME unit.${short}.novbmi COMMAND test_${short} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(unit.${short}.novbmi PROPERTIES ENVIRONMENT "GM_BUILD_DIR=${CMAKE_BINARY_DIR};GM_VBMI=0"
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
 file(GLOB GM_CLI_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli/test_*.sh)
 foreach(t ${GM_CLI_TESTS})
   get_filename_component(name ${t} NAME_WE)

@@ -53,6 +53,8 @@ static void detect(gm_cpu_features *f) {
         f->avx512bw = f->avx512f && ((b7 >> 30) & 1);
         f->avx512vl = f->avx512f && ((b7 >> 31) & 1);
         f->avx512vnni = f->avx512f && ((c7 >> 11) & 1);
+        const char *no = getenv("GM_VBMI");
+        f->avx512vbmi = f->avx512f && ((c7 >> 1) & 1) && !(no && strcmp(no, "0") == 0);
         f->avx512fp16 = f->avx512f && ((d7 >> 23) & 1);
         f->avx512bf16 = f->avx512f && ((a71 >> 5) & 1);
     }

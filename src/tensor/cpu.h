@@ -10,6 +10,9 @@ typedef struct {
     /* x86: each flag set only when the OS also saves the register state it needs (XCR0). */
     int avx, avx2, fma, f16c;
     int avx512f, avx512bw, avx512vl, avx512dq, avx512bf16, avx512vnni, avx512fp16;
+    /* VBMI byte permutes; GM_VBMI=0 in the environment clears it, so tests and benchmarks can run the
+     * kernels written for CPUs without it. */
+    int avx512vbmi;
     /* AMX tiles (TILECFG + TILEDATA state in XCR0); Linux still has to grant the tile data per process
      * (tensor/matmul_amx.c asks). */
     int amx_tile, amx_bf16, amx_int8;
