@@ -7,6 +7,7 @@
 #include "tensor/matmul.h"
 
 #define GM_INLINE static inline __attribute__((always_inline))
+#define GM_DOT_PF_MAX (64u << 10) /* farthest software prefetch ahead of a tile, bytes */
 
 /* ---- row dot products (T <= GM_MM_GEMV_MAX_T) ------------------------------------------------- */
 
@@ -25,6 +26,9 @@ GM_INLINE __m256 load_w8(const void *w, gm_dtype wt, size_t off) {
 GM_INLINE void dot_tile(const gm_mm_args *a, int t, int o, int R, int TT, int dbl, gm_dtype wt) {
     const size_t in = (size_t)a->in, esz = wt == GM_DT_F32 ? 4 : 2;
     const size_t full = in & ~(size_t)15;
+    /* the next tile's lines, one tile ahead, as in matmul_avx512.c (measured there and here) */
+    const size_t ahead = (size_t)R * in * esz;
+    const int pf = ahead <= GM_DOT_PF_MAX;
     __m256 acc[4][4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -56,7 +60,12 @@ GM_INLINE void dot_tile(const gm_mm_args *a, int t, int o, int R, int TT, int db
 #pragma GCC unroll 4
             for (int u = 0; u < TT; u++) xp[u] = a->x + (size_t)(t + u) * in + k;
 #pragma GCC unroll 4
-            for (int r = 0; r < R; r++) wp[r] = (const unsigned char *)a->w + (size_t)(o + r) * in * esz;
+            for (int r = 0; r < R; r++) {
+                wp[r] = (const unsigned char *)a->w + (size_t)(o + r) * in * esz;
+                if (pf) /* may point past W: a prefetch never faults */
+                    for (size_t l = 0; l < 16 * esz; l += 64)
+                        _mm_prefetch((const char *)wp[r] + k * esz + ahead + l, _MM_HINT_T0);
+            }
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {

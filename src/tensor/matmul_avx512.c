@@ -10,6 +10,8 @@
 
 /* ---- row dot products (T <= GM_MM_GEMV_MAX_T) ------------------------------------------------- */
 
+#define GM_DOT_PF_MAX (64u << 10) /* farthest software prefetch ahead of a tile, bytes */
+
 /* 32 weights as two f32 vectors. For bf16 the 32-bit view of the load gives the even elements by a
  * shift and the odd ones by a mask (one op per 16 weights); x is permuted to match (load_x32). */
 GM_INLINE void load_w32(const void *w, gm_dtype wt, size_t off, __mmask32 m, __m512 *a, __m512 *b) {
@@ -48,7 +50,14 @@ GM_INLINE void load_x32(const float *x, gm_dtype wt, __mmask32 m, __m512 *a, __m
  * scheme depends on T only, and a row's arithmetic never depends on R or TT, so tails and thread
  * splits give the same bits. */
 GM_INLINE void dot_tile(const gm_mm_args *a, int t, int o, int R, int TT, int dbl, gm_dtype wt) {
-    const size_t in = (size_t)a->in;
+    const size_t in = (size_t)a->in, esz = wt == GM_DT_F32 ? 4 : 2;
+    /* Each row of a tile is its own short stream, which the hardware prefetcher picks up late: the
+     * same lines of the next tile are prefetched, one tile (R rows) ahead, when that is near enough to
+     * stay in L1 (measured on the AVX-512 VM, T = 1: bf16 2048-3072 values a row 13.9 -> 15.2 GB/s on
+     * one thread, 26.7 -> 29.7 on two; 24576 a row, 196 KiB ahead, a little slower, so not there). */
+    const size_t ahead = (size_t)R * in * esz;
+    const int pf = ahead <= GM_DOT_PF_MAX;
+    const char *wbytes = (const char *)a->w;
     __m512 acc[4][4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
@@ -62,6 +71,9 @@ GM_INLINE void dot_tile(const gm_mm_args *a, int t, int o, int R, int TT, int db
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             __m512 wa, wb;
+            if (pf) /* may point past W: a prefetch never faults */
+                for (size_t l = 0; l < 32 * esz; l += 64)
+                    _mm_prefetch(wbytes + ((size_t)(o + r) * in + k) * esz + ahead + l, _MM_HINT_T0);
             load_w32(a->w, wt, (size_t)(o + r) * in + k, m, &wa, &wb);
 #pragma GCC unroll 4
             for (int u = 0; u < TT; u++) {
