@@ -15,6 +15,9 @@
 #include "tensor/vec.h"
 
 #define GM_BATCH 128 /* default chunk of prompt tokens per pass */
+/* Queries (tokens x heads of a KV group) from which a chunk's attention runs as matrix products: below
+ * it, one (token, head) item per worker over the cache (decode). */
+#define GM_ATT_GEMM_MIN_ROWS 32
 
 struct gm_session {
     gm_model *m;
@@ -31,6 +34,11 @@ struct gm_session {
     size_t cache_floats;
     float *rope_cos, *rope_sin; /* [2][n_ctx][head_dim / 2]: table 0 local layers, table 1 global layers */
     float *scores;           /* [workers][n_ctx] attention scratch */
+    /* prefill attention as matrix products (attention_gemm): one KV head's keys [kmax][hd] and values
+     * transposed [hd][kmax] gathered from the cache, its queries and outputs [batch * group][hd], and
+     * the scores of up to s_rows queries at a time [s_rows][kmax] */
+    float *ak, *avt, *aq, *ao, *as;
+    int kmax, s_rows;
     int have_logits;
 };
 
@@ -44,7 +52,8 @@ void gm_session_free(gm_session *s) {
     if (!s) return;
     gm_pool_free(s->pool);
     void *bufs[] = {s->x, s->xn, s->q, s->k, s->v, s->att, s->proj, s->gate, s->up, s->logits,
-                    s->kcache, s->vcache, s->rope_cos, s->rope_sin, s->scores};
+                    s->kcache, s->vcache, s->rope_cos, s->rope_sin, s->scores,
+                    s->ak, s->avt, s->aq, s->ao, s->as};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s->layer_off);
     free(s->layer_ring);
@@ -103,8 +112,21 @@ gm_status gm_session_new_ex(gm_model *m, const gm_session_params *prm, gm_sessio
     s->kcache = xalloc(kv_floats), s->vcache = xalloc(kv_floats);
     s->rope_cos = xalloc(2 * (size_t)n_ctx * half), s->rope_sin = xalloc(2 * (size_t)n_ctx * half);
     s->scores = xalloc((size_t)n_threads * (size_t)n_ctx);
+    /* attention_gemm's buffers: the keys a chunk can see in the largest layer ring, and scores for as
+     * many queries as fit 8 MiB (at least one token's heads of a group) */
+    size_t group = (size_t)(c->n_heads / c->n_kv_heads), hdz = (size_t)c->head_dim;
+    s->kmax = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if (s->layer_ring[l] > s->kmax) s->kmax = s->layer_ring[l];
+    size_t s_rows = ((size_t)2 << 20) / (size_t)s->kmax;
+    if (s_rows < group) s_rows = group;
+    if (s_rows > B * group) s_rows = B * group;
+    s->s_rows = (int)s_rows;
+    s->ak = xalloc((size_t)s->kmax * hdz), s->avt = xalloc((size_t)s->kmax * hdz);
+    s->aq = xalloc(B * group * hdz), s->ao = xalloc(B * group * hdz), s->as = xalloc(s_rows * (size_t)s->kmax);
     if (!s->pool || !s->x || !s->xn || !s->proj || !s->q || !s->att || !s->k || !s->v || !s->gate || !s->up ||
-        !s->logits || !s->kcache || !s->vcache || !s->rope_cos || !s->rope_sin || !s->scores) {
+        !s->logits || !s->kcache || !s->vcache || !s->rope_cos || !s->rope_sin || !s->scores || !s->ak ||
+        !s->avt || !s->aq || !s->ao || !s->as) {
         gm_session_free(s);
         return gm_fail(GM_ERR_NOMEM, "cannot allocate a session of %d tokens (KV cache %.1f MiB)", n_ctx,
                        2.0 * (double)cache * (s->kv_bf16 ? 2 : 4) / (1 << 20));
@@ -233,6 +255,107 @@ static void attention_task(void *ctx, int worker, int n_workers) {
     }
 }
 
+/* Prefill attention as matrix products. For each KV head: its keys of positions [p_lo, p_hi] (every
+ * position some query of the chunk sees) are gathered from the cache (ring slots, f32 or bf16) into
+ * rows, its values into the transpose; its queries (the tokens' heads of its group) into rows. Then
+ * scores = Q K^T and out = P V are two gm_matmul calls, the panel kernels instead of one dot and one
+ * axpy per (query, key); in between, each row gets the scale, soft-cap, causal / window mask and
+ * softmax of attention_task (masked keys weigh exactly 0). */
+typedef struct {
+    gm_session *s;
+    int layer, kvh, p_lo, n;
+} att_gather_job;
+
+static void att_gather_task(void *ctx, int worker, int n_workers) {
+    att_gather_job *j = ctx;
+    gm_session *s = j->s;
+    const gm_config *c = &s->m->cfg;
+    const int hd = c->head_dim, kvd = c->n_kv_heads * hd, ring = s->layer_ring[j->layer];
+    const size_t off = s->layer_off[j->layer] + (size_t)j->kvh * hd;
+    size_t b, e;
+    gm_pool_chunk((size_t)j->n, 16, worker, n_workers, &b, &e);
+    for (size_t i = b; i < e; i++) {
+        const size_t at = off + (size_t)((j->p_lo + (int)i) % ring) * kvd;
+        float *kr = s->ak + i * hd;
+        if (s->kv_bf16) {
+            const uint16_t *kh = (const uint16_t *)s->kcache + at, *vh = (const uint16_t *)s->vcache + at;
+            for (int d = 0; d < hd; d++) {
+                kr[d] = gm_bf16_to_f32(kh[d]);
+                s->avt[(size_t)d * j->n + i] = gm_bf16_to_f32(vh[d]);
+            }
+        } else {
+            const float *kf = (const float *)s->kcache + at, *vf = (const float *)s->vcache + at;
+            memcpy(kr, kf, sizeof(float) * (size_t)hd);
+            for (int d = 0; d < hd; d++) s->avt[(size_t)d * j->n + i] = vf[d];
+        }
+    }
+}
+
+typedef struct {
+    gm_session *s;
+    int layer, kvh, t0, pos0, p_lo, n, rows;
+} att_softmax_job;
+
+/* Row r of the scores is token t0 + r / group, head kvh * group + r % group. */
+static void att_softmax_task(void *ctx, int worker, int n_workers) {
+    att_softmax_job *j = ctx;
+    gm_session *s = j->s;
+    const gm_config *c = &s->m->cfg;
+    const int group = c->n_heads / c->n_kv_heads;
+    const int window = c->layer_global[j->layer] ? 0 : c->sliding_window;
+    const float cap = c->attn_softcap;
+    size_t b, e;
+    gm_pool_chunk((size_t)j->rows, 1, worker, n_workers, &b, &e);
+    for (size_t r = b; r < e; r++) {
+        float *sc = s->as + r * (size_t)j->n;
+        const int p_last = j->pos0 + j->t0 + (int)r / group;
+        const int p_first = window > 0 && p_last - window + 1 > 0 ? p_last - window + 1 : 0;
+        const int i0 = p_first - j->p_lo, i1 = p_last - j->p_lo; /* the keys this query sees: [i0, i1] */
+        float mx = -INFINITY;
+        for (int i = i0; i <= i1; i++) {
+            float v = sc[i] * c->query_scale;
+            if (cap > 0) v = cap * tanhf(v / cap);
+            sc[i] = v;
+            if (v > mx) mx = v;
+        }
+        double sum = 0;
+        for (int i = i0; i <= i1; i++) {
+            sc[i] = expf(sc[i] - mx);
+            sum += sc[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int i = 0; i < i0; i++) sc[i] = 0;
+        for (int i = i0; i <= i1; i++) sc[i] *= inv;
+        for (int i = i1 + 1; i < j->n; i++) sc[i] = 0;
+    }
+}
+
+static void attention_gemm(gm_session *s, int layer, int T, int pos0) {
+    const gm_config *c = &s->m->cfg;
+    const int hd = c->head_dim, H = c->n_heads, group = H / c->n_kv_heads;
+    const int window = c->layer_global[layer] ? 0 : c->sliding_window;
+    const int p_hi = pos0 + T - 1, p_lo = window > 0 && pos0 - window + 1 > 0 ? pos0 - window + 1 : 0;
+    const int n = p_hi - p_lo + 1; /* <= the layer's ring: every position is still in the cache */
+    const int tb = s->s_rows / group; /* tokens per block of scores */
+    for (int kvh = 0; kvh < c->n_kv_heads; kvh++) {
+        att_gather_job g = {s, layer, kvh, p_lo, n};
+        gm_pool_run(s->pool, att_gather_task, &g);
+        for (int t0 = 0; t0 < T; t0 += tb) {
+            const int nt = T - t0 < tb ? T - t0 : tb, rows = nt * group;
+            for (int t = 0; t < nt; t++)
+                memcpy(s->aq + (size_t)t * group * hd, s->q + ((size_t)(t0 + t) * H + (size_t)kvh * group) * hd,
+                       sizeof(float) * (size_t)group * hd);
+            gm_matmul(s->as, s->aq, s->ak, GM_DT_F32, rows, hd, n, s->pool);
+            att_softmax_job sj = {s, layer, kvh, t0, pos0, p_lo, n, rows};
+            gm_pool_run(s->pool, att_softmax_task, &sj);
+            gm_matmul(s->ao, s->as, s->avt, GM_DT_F32, rows, n, hd, s->pool);
+            for (int t = 0; t < nt; t++)
+                memcpy(s->att + ((size_t)(t0 + t) * H + (size_t)kvh * group) * hd, s->ao + (size_t)t * group * hd,
+                       sizeof(float) * (size_t)group * hd);
+        }
+    }
+}
+
 typedef struct {
     float *gate;
     const float *up;
@@ -296,8 +419,12 @@ static void forward_chunk(gm_session *s, const int32_t *ids, int T, float *out_l
                 memcpy(vc + slot, s->v + (size_t)t * kvd, sizeof(float) * (size_t)kvd);
             }
         }
-        attn_job aj = {s, l, T, pos0};
-        gm_pool_run(s->pool, attention_task, &aj);
+        if (T * (c->n_heads / c->n_kv_heads) >= GM_ATT_GEMM_MIN_ROWS) {
+            attention_gemm(s, l, T, pos0);
+        } else {
+            attn_job aj = {s, l, T, pos0};
+            gm_pool_run(s->pool, attention_task, &aj);
+        }
         mm(s, s->proj, s->att, &L->wo, T);
         if (L->post_attn_norm)
             for (int t = 0; t < T; t++)

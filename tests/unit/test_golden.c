@@ -2,8 +2,8 @@
  * case and prompt, max|ours − ref| ≤ 1e-4 · max|ref| at every position, greedy continuations of 20
  * tokens identical, 1 vs 2 threads within 1e-6 relative, mmap vs read identical, and token-by-token
  * decoding through the KV cache matching the batched prefill. Gemma 2/3 cases have sliding windows of 8:
- * sessions with prefill chunks of 1 and 4 make the sliding layers' ring cache (W + chunk - 1 positions)
- * wrap many times, and must give the same logits as the full-cache prefill. */
+ * sessions with prefill chunks of 1, 4 and 32 make the sliding layers' ring cache (W + chunk - 1
+ * positions) wrap many times, and must give the same logits as the full-cache prefill. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,8 +110,11 @@ static void check_case(const char *name) {
          * amplify that f32 rounding to ~3e-5 on the tiny case, hence the reference's own tolerance here. */
         CHECKF(worst_dec <= 1e-4, "%s prompt %zu: decode vs prefill differ by %.3g", name, pi, worst_dec);
 
-        /* 4b. small prefill chunks: the sliding-window ring (W + chunk - 1 slots) wraps, same logits */
-        for (int batch = 1; batch <= 4; batch *= 4) {
+        /* 4b. small prefill chunks: the sliding-window ring (W + chunk - 1 slots) wraps, same logits; chunks
+         * of 32 wrap it too with attention as matrix products (forward.c's attention_gemm) */
+        static const int batches[] = {1, 4, 32};
+        for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
+            const int batch = batches[bi];
             gm_session *sb = NULL;
             gm_session_params sp = gm_session_params_default(c->max_pos, 2);
             sp.batch = batch;
@@ -131,11 +134,12 @@ static void check_case(const char *name) {
          * tiny models amplify that: measured 2-4% of the logit range (5e-2 bound), and gemma2_tiny, whose
          * query gains push scores to 64 before the cap, 23% (0.3 bound). Wherever the reference's top-2 gap
          * is clear (> 5e-2 of the range) the argmax must not change, and the cache must take half the bytes. */
-        {
+        /* Chunks of 4 wrap the ring in the bf16 cache too; chunks of 32 run attention as matrix products. */
+        for (int hb = 4; hb <= 32; hb *= 8) {
             gm_session *sh = NULL;
             gm_session_params sp = gm_session_params_default(c->max_pos, 2);
             sp.kv_bf16 = 1;
-            sp.batch = 4; /* small chunks: the ring wraps in the bf16 cache too */
+            sp.batch = hb;
             CHECK_OK(gm_session_new_ex(m, &sp, &sh));
             if (sh) {
                 CHECK_OK(gm_session_eval(sh, ids, T, ours2));
@@ -154,9 +158,11 @@ static void check_case(const char *name) {
                     if (b2 >= 0 && r[b1] - r[b2] > 5e-2 * scale && ob != b1) argmax_bad++;
                 }
                 double bound = strcmp(name, "gemma2_tiny") == 0 ? 0.3 : 5e-2;
-                CHECKF(worst_h <= bound, "%s prompt %zu: bf16 KV cache off by %.3g", name, pi, worst_h);
-                CHECKF(argmax_bad == 0, "%s prompt %zu: bf16 KV cache changed %d clear argmaxes", name, pi, argmax_bad);
-                if (pi + 1 == root->len) printf("%-9s bf16 KV cache: max rel error %.2e\n", name, worst_h);
+                CHECKF(worst_h <= bound, "%s prompt %zu chunk %d: bf16 KV cache off by %.3g", name, pi, hb, worst_h);
+                CHECKF(argmax_bad == 0, "%s prompt %zu chunk %d: bf16 KV cache changed %d clear argmaxes", name, pi, hb,
+                       argmax_bad);
+                if (pi + 1 == root->len)
+                    printf("%-9s bf16 KV cache, chunks of %d: max rel error %.2e\n", name, hb, worst_h);
                 CHECK(gm_session_cache_bytes(sh) <= (size_t)4 * c->n_layers * c->max_pos * c->n_kv_heads * c->head_dim);
                 gm_session_free(sh);
             }
