@@ -70,6 +70,20 @@ GM_INLINE __m512i perm2_b(__m512i a, __m512i idx, __m512i b) {
     return a;
 }
 
+/* The 4 rows' f16 scales in a fold's lane order (id, blend): two two-source permutes and a blend. */
+GM_INLINE __m512 scales4(const __m512i *raw, __m512i id, __mmask32 blend, int vbmi) {
+    const __m512i d01 = vbmi ? perm2_b(raw[0], id, raw[1]) : _mm512_permutex2var_epi16(raw[0], id, raw[1]);
+    const __m512i d23 = vbmi ? perm2_b(raw[2], id, raw[3]) : _mm512_permutex2var_epi16(raw[2], id, raw[3]);
+    return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(blend, d01, d23)));
+}
+
+/* The R rows' byte dot products with one row of x (zero vectors for absent rows). */
+GM_INLINE void dots4(const __m512i *wv, __m512i xv, int R, __m512i *s) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RMAX; r++)
+        s[r] = r < R ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv) : _mm512_setzero_si512();
+}
+
 /* Scale words in the folded lane order: word l = d of row l % 4 (rows 0, 2 from the first source,
  * 1, 3 from the second at word 32; the blend takes rows 2, 3 from the second pair of rows), block A
  * (word 0) for l < 8, B (word 17) above; byte indices for VBMI (second source from 64). */
@@ -121,15 +135,11 @@ GM_INLINE void q8_0_step(const unsigned char *w, size_t rb, const xrow *x, int b
         }
         wv[r] = _mm512_xor_si512(v, bias); /* a lone block's B half (128 after the xor) meets x = 0 */
     }
-    const __m512i d01 = vbmi ? perm2_b(raw[0], id, raw[1]) : _mm512_permutex2var_epi16(raw[0], id, raw[1]);
-    const __m512i d23 = vbmi ? perm2_b(raw[2], id, raw[3]) : _mm512_permutex2var_epi16(raw[2], id, raw[3]);
-    const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xCCCC, d01, d23)));
+    const __m512 wd = scales4(raw, id, 0xCCCC, vbmi);
 #pragma GCC unroll 4
     for (int u = 0; u < TT; u++) {
         __m512i s[RMAX];
-#pragma GCC unroll 4
-        for (int r = 0; r < RMAX; r++)
-            s[r] = r < R ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv[u]) : _mm512_setzero_si512();
+        dots4(wv, xv[u], R, s);
         const __m512i f = _mm512_add_epi32(fold4_epi32(s[0], s[1], s[2], s[3]), xc[u]);
         acc[u] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(f), _mm512_mul_ps(wd, xd[u]), acc[u]);
     }
@@ -229,15 +239,11 @@ GM_INLINE void q4_0_step(const unsigned char *w, size_t rb, const xrow *x, int b
         raw[r] = _mm512_maskz_loadu_epi8(m0, p);
         wv[r] = _mm512_and_si512(vbmi ? perm_b(iw, raw[r]) : _mm512_permutexvar_epi16(iw, raw[r]), lohi);
     }
-    const __m512i d01 = vbmi ? perm2_b(raw[0], id, raw[1]) : _mm512_permutex2var_epi16(raw[0], id, raw[1]);
-    const __m512i d23 = vbmi ? perm2_b(raw[2], id, raw[3]) : _mm512_permutex2var_epi16(raw[2], id, raw[3]);
-    const __m512 wd = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xFF00, d01, d23)));
+    const __m512 wd = scales4(raw, id, 0xFF00, vbmi);
 #pragma GCC unroll 4
     for (int u = 0; u < TT; u++) {
         __m512i s[RMAX];
-#pragma GCC unroll 4
-        for (int r = 0; r < RMAX; r++)
-            s[r] = r < R ? _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[r], xv[u]) : _mm512_setzero_si512();
+        dots4(wv, xv[u], R, s);
         const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi64(s[0], s[1]), _mm512_unpackhi_epi64(s[0], s[1]));
         const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi64(s[2], s[3]), _mm512_unpackhi_epi64(s[2], s[3]));
         const __m512i f = _mm512_add_epi32(_mm512_add_epi32(_mm512_shuffle_i32x4(t01, t23, 0x88), xc[u]),
