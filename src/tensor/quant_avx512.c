@@ -145,30 +145,6 @@ GM_INLINE void q8_0_step(const unsigned char *w, size_t rb, const xrow *x, int b
     }
 }
 
-GM_INLINE void tile_q8_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                         size_t ldy, int R, int TT, int vbmi) {
-    const int nb = in / GM_QK;
-    xrow x[TMAX];
-    __m512 acc[TMAX];
-#pragma GCC unroll 4
-    for (int u = 0; u < TT; u++) {
-        x[u] = xrow_at(xq + (size_t)u * xs, GM_DT_Q8_0, in);
-        acc[u] = _mm512_setzero_ps();
-    }
-    const __m512i id = _mm512_load_si512(vbmi ? (const void *)q8_id8 : (const void *)q8_id16);
-    int b = 0;
-    for (; b + 1 < nb; b += 2) q8_0_step(w, rb, x, b, 1, acc, R, TT, vbmi, id);
-    if (b < nb) q8_0_step(w, rb, x, b, 0, acc, R, TT, vbmi, id);
-#pragma GCC unroll 4
-    for (int u = 0; u < TT; u++) {
-        /* lanes r, r + 4, r + 8, r + 12 -> row r */
-        const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[u]), _mm512_extractf32x8_ps(acc[u], 1));
-        const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        if (R == RMAX) _mm_storeu_ps(y + (size_t)u * ldy, q);
-        else y[(size_t)u * ldy] = _mm_cvtss_f32(q);
-    }
-}
-
 /* ---- Q4_0 -------------------------------------------------------------------------------------- */
 
 /* A pair of Q4_0 blocks A, B (36 bytes: d at bytes 0 and 18, nibbles at 2..17 and 20..35) becomes 64
@@ -252,31 +228,47 @@ GM_INLINE void q4_0_step(const unsigned char *w, size_t rb, const xrow *x, int b
     }
 }
 
-GM_INLINE void tile_q4_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                         size_t ldy, int R, int TT, int vbmi) {
+/* ---- Q8_0 and Q4_0 tiles ------------------------------------------------------------------------ */
+
+/* R rows of W (4, or 1 for a tail row) against TT rows of x: whole pairs of blocks, then a lone last
+ * block, then each row's lanes summed (for Q4_0 after taking the 16 x off the high-nibble lanes). */
+GM_INLINE void tile_q32(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
+                        size_t ldy, int R, int TT, int q4, int vbmi) {
     const int nb = in / GM_QK;
     xrow x[TMAX];
     __m512 acc[TMAX];
 #pragma GCC unroll 4
     for (int u = 0; u < TT; u++) {
-        x[u] = xrow_at(xq + (size_t)u * xs, GM_DT_Q4_0, in);
+        x[u] = xrow_at(xq + (size_t)u * xs, q4 ? GM_DT_Q4_0 : GM_DT_Q8_0, in);
         acc[u] = _mm512_setzero_ps();
     }
-    const __m512i iw = _mm512_load_si512(vbmi ? (const void *)q4_iw8 : (const void *)q4_iw16);
-    const __m512i ix = _mm512_load_si512(vbmi ? (const void *)q4_ix8 : (const void *)q4_ix16);
-    const __m512i id = _mm512_load_si512(vbmi ? (const void *)q4_id8 : (const void *)q4_id16);
-    const __m512i lohi = _mm512_inserti64x4(_mm512_set1_epi8(0x0F), _mm256_set1_epi8((char)0xF0), 1);
     int b = 0;
-    for (; b + 1 < nb; b += 2) q4_0_step(w, rb, x, b, 1, acc, R, TT, vbmi, iw, ix, id, lohi, (1ull << 36) - 1);
-    if (b < nb) q4_0_step(w, rb, x, b, 0, acc, R, TT, vbmi, iw, ix, id, lohi, (1ull << 18) - 1);
+    if (q4) {
+        const __m512i iw = _mm512_load_si512(vbmi ? (const void *)q4_iw8 : (const void *)q4_iw16);
+        const __m512i ix = _mm512_load_si512(vbmi ? (const void *)q4_ix8 : (const void *)q4_ix16);
+        const __m512i id = _mm512_load_si512(vbmi ? (const void *)q4_id8 : (const void *)q4_id16);
+        const __m512i lohi = _mm512_inserti64x4(_mm512_set1_epi8(0x0F), _mm256_set1_epi8((char)0xF0), 1);
+        for (; b + 1 < nb; b += 2) q4_0_step(w, rb, x, b, 1, acc, R, TT, vbmi, iw, ix, id, lohi, (1ull << 36) - 1);
+        if (b < nb) q4_0_step(w, rb, x, b, 0, acc, R, TT, vbmi, iw, ix, id, lohi, (1ull << 18) - 1);
+    } else {
+        const __m512i id = _mm512_load_si512(vbmi ? (const void *)q8_id8 : (const void *)q8_id16);
+        for (; b + 1 < nb; b += 2) q8_0_step(w, rb, x, b, 1, acc, R, TT, vbmi, id);
+        if (b < nb) q8_0_step(w, rb, x, b, 0, acc, R, TT, vbmi, id);
+    }
     const __m512 unscale = _mm512_setr_ps(1, 1, 1, 1, 0.0625f, 0.0625f, 0.0625f, 0.0625f, 1, 1, 1, 1, 0.0625f,
                                           0.0625f, 0.0625f, 0.0625f);
 #pragma GCC unroll 4
     for (int u = 0; u < TT; u++) {
-        const __m512 a = _mm512_mul_ps(acc[u], unscale);
-        const __m128 r01 = _mm_add_ps(_mm512_castps512_ps128(a), _mm512_extractf32x4_ps(a, 1));
-        const __m128 r23 = _mm_add_ps(_mm512_extractf32x4_ps(a, 2), _mm512_extractf32x4_ps(a, 3));
-        const __m128 q = _mm_hadd_ps(r01, r23); /* rows 0..3 */
+        __m128 q;
+        if (q4) { /* lanes 4g + j: rows 2 (g >> 1) + (j >> 1) */
+            const __m512 a = _mm512_mul_ps(acc[u], unscale);
+            const __m128 r01 = _mm_add_ps(_mm512_castps512_ps128(a), _mm512_extractf32x4_ps(a, 1));
+            const __m128 r23 = _mm_add_ps(_mm512_extractf32x4_ps(a, 2), _mm512_extractf32x4_ps(a, 3));
+            q = _mm_hadd_ps(r01, r23);
+        } else { /* lanes r, r + 4, r + 8, r + 12 -> row r */
+            const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[u]), _mm512_extractf32x8_ps(acc[u], 1));
+            q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        }
         if (R == RMAX) _mm_storeu_ps(y + (size_t)u * ldy, q);
         else y[(size_t)u * ldy] = _mm_cvtss_f32(q);
     }
@@ -469,30 +461,19 @@ GM_INLINE void tile_q6_K(const unsigned char *w, size_t rb, const unsigned char 
         }                                                                                                         \
     } while (0)
 
-static void tiles_q8_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                       size_t ldy, int R, int TT) {
-#define GM_CALL(r_, t_) tile_q8_0(w, rb, xq, xs, in, y, ldy, r_, t_, 0)
-    GM_TILE_SWITCH(GM_CALL);
-#undef GM_CALL
-}
-static void tiles_q8_0_vbmi(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                            size_t ldy, int R, int TT) {
-#define GM_CALL(r_, t_) tile_q8_0(w, rb, xq, xs, in, y, ldy, r_, t_, 1)
-    GM_TILE_SWITCH(GM_CALL);
-#undef GM_CALL
-}
-static void tiles_q4_0(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                       size_t ldy, int R, int TT) {
-#define GM_CALL(r_, t_) tile_q4_0(w, rb, xq, xs, in, y, ldy, r_, t_, 0)
-    GM_TILE_SWITCH(GM_CALL);
-#undef GM_CALL
-}
-static void tiles_q4_0_vbmi(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
-                            size_t ldy, int R, int TT) {
-#define GM_CALL(r_, t_) tile_q4_0(w, rb, xq, xs, in, y, ldy, r_, t_, 1)
-    GM_TILE_SWITCH(GM_CALL);
-#undef GM_CALL
-}
+#define GM_Q32_TILES(name, q4, vbmi)                                                                          \
+    static void name(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,      \
+                     size_t ldy, int R, int TT) {                                                                 \
+        const int q4_ = q4, vbmi_ = vbmi;                                                                         \
+        GM_TILE_SWITCH(GM_CALL_Q32);                                                                              \
+    }
+#define GM_CALL_Q32(r_, t_) tile_q32(w, rb, xq, xs, in, y, ldy, r_, t_, q4_, vbmi_)
+GM_Q32_TILES(tiles_q8_0, 0, 0)
+GM_Q32_TILES(tiles_q8_0_vbmi, 0, 1)
+GM_Q32_TILES(tiles_q4_0, 1, 0)
+GM_Q32_TILES(tiles_q4_0_vbmi, 1, 1)
+#undef GM_CALL_Q32
+#undef GM_Q32_TILES
 static void tiles_q4_K(const unsigned char *w, size_t rb, const unsigned char *xq, size_t xs, int in, float *y,
                        size_t ldy, int R, int TT) {
 #define GM_CALL(r_, t_) tile_q4_K(w, rb, xq, xs, in, y, ldy, r_, t_)
