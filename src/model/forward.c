@@ -207,6 +207,25 @@ typedef struct {
     int layer, T, pos0;
 } attn_job;
 
+/* One query's attention weights in place: sc[i0..i1] hold its raw dot products with the keys it sees;
+ * they become scale, soft-cap (Gemma 2: before the mask and softmax) and softmax, normalized. */
+static void attn_softmax_row(float *sc, int i0, int i1, float scale, float cap) {
+    float mx = -INFINITY;
+    for (int i = i0; i <= i1; i++) {
+        float v = sc[i] * scale;
+        if (cap > 0) v = cap * tanhf(v / cap);
+        sc[i] = v;
+        if (v > mx) mx = v;
+    }
+    double sum = 0;
+    for (int i = i0; i <= i1; i++) {
+        sc[i] = expf(sc[i] - mx);
+        sum += sc[i];
+    }
+    const float inv = (float)(1.0 / sum);
+    for (int i = i0; i <= i1; i++) sc[i] *= inv;
+}
+
 /* One (token, head) pair per work item: scores over the cache, softmax, weighted sum of values. */
 static void attention_task(void *ctx, int worker, int n_workers) {
     attn_job *j = ctx;
@@ -231,26 +250,17 @@ static void attention_task(void *ctx, int worker, int n_workers) {
         int p_first = window > 0 && p_last - window + 1 > 0 ? p_last - window + 1 : 0;
         int n_keys = p_last - p_first + 1;
         const float *q = s->q + (size_t)t * (size_t)H * hd + (size_t)h * hd;
-        float mx = -INFINITY;
         for (int i = 0; i < n_keys; i++) {
             size_t at = (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            float v = (s->kv_bf16 ? vo->dot_bf16(q, kh + at, hd) : vo->dot(q, kc + at, hd)) * c->query_scale;
-            if (cap > 0) v = cap * tanhf(v / cap); /* Gemma 2: soft-cap before the mask and softmax */
-            sc[i] = v;
-            if (v > mx) mx = v;
+            sc[i] = s->kv_bf16 ? vo->dot_bf16(q, kh + at, hd) : vo->dot(q, kc + at, hd);
         }
-        double sum = 0;
-        for (int i = 0; i < n_keys; i++) {
-            sc[i] = expf(sc[i] - mx);
-            sum += sc[i];
-        }
-        float inv = (float)(1.0 / sum);
+        attn_softmax_row(sc, 0, n_keys - 1, c->query_scale, cap);
         float *o = s->att + (size_t)t * (size_t)H * hd + (size_t)h * hd;
         memset(o, 0, sizeof(float) * (size_t)hd);
         for (int i = 0; i < n_keys; i++) {
             size_t at = (size_t)((p_first + i) % ring) * kvd + (size_t)kvh * hd;
-            if (s->kv_bf16) vo->axpy_bf16(o, sc[i] * inv, vh + at, hd);
-            else vo->axpy(o, sc[i] * inv, vc + at, hd);
+            if (s->kv_bf16) vo->axpy_bf16(o, sc[i], vh + at, hd);
+            else vo->axpy(o, sc[i], vc + at, hd);
         }
     }
 }
@@ -259,8 +269,8 @@ static void attention_task(void *ctx, int worker, int n_workers) {
  * position some query of the chunk sees) are gathered from the cache (ring slots, f32 or bf16) into
  * rows, its values into the transpose; its queries (the tokens' heads of its group) into rows. Then
  * scores = Q K^T and out = P V are two gm_matmul calls, the panel kernels instead of one dot and one
- * axpy per (query, key); in between, each row gets the scale, soft-cap, causal / window mask and
- * softmax of attention_task (masked keys weigh exactly 0). */
+ * axpy per (query, key); in between, each row gets attn_softmax_row over the keys its causal / window
+ * mask lets it see, and the masked keys weigh exactly 0. */
 typedef struct {
     gm_session *s;
     int layer, kvh, p_lo, n;
@@ -311,21 +321,8 @@ static void att_softmax_task(void *ctx, int worker, int n_workers) {
         const int p_last = j->pos0 + j->t0 + (int)r / group;
         const int p_first = window > 0 && p_last - window + 1 > 0 ? p_last - window + 1 : 0;
         const int i0 = p_first - j->p_lo, i1 = p_last - j->p_lo; /* the keys this query sees: [i0, i1] */
-        float mx = -INFINITY;
-        for (int i = i0; i <= i1; i++) {
-            float v = sc[i] * c->query_scale;
-            if (cap > 0) v = cap * tanhf(v / cap);
-            sc[i] = v;
-            if (v > mx) mx = v;
-        }
-        double sum = 0;
-        for (int i = i0; i <= i1; i++) {
-            sc[i] = expf(sc[i] - mx);
-            sum += sc[i];
-        }
-        const float inv = (float)(1.0 / sum);
+        attn_softmax_row(sc, i0, i1, c->query_scale, cap);
         for (int i = 0; i < i0; i++) sc[i] = 0;
-        for (int i = i0; i <= i1; i++) sc[i] *= inv;
         for (int i = i1 + 1; i < j->n; i++) sc[i] = 0;
     }
 }

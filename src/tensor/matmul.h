@@ -39,6 +39,10 @@ const char *gm_matmul_isa(void);
 #define GM_MM_GEMV_MAX_T 16
 #endif
 
+/* Float row-dot tiles prefetch the next tile's lines when that tile starts at most this many bytes
+ * ahead (nearer stays in L1; matmul_avx512.c has the measurements). */
+#define GM_DOT_PF_MAX (64u << 10)
+
 typedef struct {
     float *y;
     const float *x;

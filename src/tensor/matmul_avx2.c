@@ -7,7 +7,6 @@
 #include "tensor/matmul.h"
 
 #define GM_INLINE static inline __attribute__((always_inline))
-#define GM_DOT_PF_MAX (64u << 10) /* farthest software prefetch ahead of a tile, bytes */
 
 /* ---- row dot products (T <= GM_MM_GEMV_MAX_T) ------------------------------------------------- */
 

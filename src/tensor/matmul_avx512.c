@@ -10,7 +10,6 @@
 
 /* ---- row dot products (T <= GM_MM_GEMV_MAX_T) ------------------------------------------------- */
 
-#define GM_DOT_PF_MAX (64u << 10) /* farthest software prefetch ahead of a tile, bytes */
 
 /* 32 weights as two f32 vectors. For bf16 the 32-bit view of the load gives the even elements by a
  * shift and the odd ones by a mask (one op per 16 weights); x is permuted to match (load_x32). */

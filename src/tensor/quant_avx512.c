@@ -94,7 +94,7 @@ static const uint8_t q8_id8[64] __attribute__((aligned(64))) = {
     98, 99, 34, 35, 98, 99, 34, 35, 98, 99, 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
 
-/* One step of tile_q8_0: the block pair at b (two = 0: block b alone). */
+/* One Q8_0 step of tile_q32: the block pair at b (two = 0: block b alone). */
 GM_INLINE void q8_0_step(const unsigned char *w, size_t rb, const xrow *x, int b, int two, __m512 *acc, int R, int TT,
                          int vbmi, __m512i id) {
     const size_t bb = GM_Q8_0_BYTES;
@@ -181,7 +181,7 @@ static const uint16_t q4_ix16[32] __attribute__((aligned(64))) = {
 static const uint16_t q4_id16[32] __attribute__((aligned(64))) = {
     0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41, 0, 9, 32, 41};
 
-/* One step of tile_q4_0: the block pair at b (two = 0: block b alone, B's bytes load as 0). */
+/* One Q4_0 step of tile_q32: the block pair at b (two = 0: block b alone, B's bytes load as 0). */
 GM_INLINE void q4_0_step(const unsigned char *w, size_t rb, const xrow *x, int b, int two, __m512 *acc, int R, int TT,
                          int vbmi, __m512i iw, __m512i ix, __m512i id, __m512i lohi, __mmask64 m0) {
     const size_t bb = GM_Q4_0_BYTES;
